@@ -1,0 +1,469 @@
+package vmstate
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"runtime"
+	"sync"
+
+	"github.com/snapvm/snapvm/memory"
+)
+
+// The stream layout, described in docs/vmstate.md:
+//
+//	[0, HeaderLen)               header block: magic, version, machine
+//	                             configuration, every section, CRC-32C
+//	[RAMOffset, +RAMSize)        guest RAM, page i at RAMOffset + i*4096;
+//	                             pages never written are left as holes
+//
+// RAMOffset is the header length rounded up to RAMAlign, so RAM extents
+// are cluster aligned for every qcow2 cluster size and page i's position
+// depends only on the header, not on what else was saved.
+
+// Magic starts every stream.
+var Magic = [8]byte{'S', 'N', 'A', 'P', 'V', 'M', 'S', 'T'}
+
+// Stream format version. A reader accepts the same major and any minor up
+// to its own; a newer minor may only add optional sections.
+const (
+	FormatMajor = 1
+	FormatMinor = 0
+)
+
+const (
+	// RAMAlign is the alignment of the RAM region: the largest qcow2
+	// cluster size, so RAM extents never share a cluster with the header.
+	RAMAlign = 2 << 20
+	// MaxHeaderLen bounds the header block a loader will read.
+	MaxHeaderLen = 16 << 20
+	// maxSections bounds the section count a loader accepts.
+	maxSections = 4096
+	// maxNameLen bounds section and board names.
+	maxNameLen = 256
+	// fixedLen is magic + major + minor + header length + CRC.
+	fixedLen = 8 + 2 + 2 + 4 + 4
+	// ExtentSize is the largest single write or read of RAM; runs of
+	// written pages are coalesced up to it.
+	ExtentSize = 4 << 20
+)
+
+// SectionOptional marks a section an older reader may skip.
+const SectionOptional = 1
+
+// Store is where a stream lives: a qcow2 image's vm-state area, addressed
+// from 0.
+type Store interface {
+	WriteVMState(p []byte, pos int64) error
+	ReadVMState(p []byte, pos int64) error
+	// AllocatedRanges lists the parts of [pos, pos+n) holding data, in
+	// order, as [start, end) pairs; everything else reads as zeros.
+	AllocatedRanges(pos, n int64) ([][2]int64, error)
+}
+
+// Config is the machine configuration a stream was saved from. Load refuses
+// a stream whose configuration differs from the machine's.
+type Config struct {
+	Board   string
+	RAMBase uint64
+	RAMSize uint64
+}
+
+// Header is the decoded header block.
+type Header struct {
+	Major, Minor uint16
+	Config       Config
+	VMClockNs    int64
+	RAMOffset    int64
+	Sections     []SectionData
+	// Len is the header block's length in bytes.
+	Len int64
+}
+
+// SectionData is one saved section.
+type SectionData struct {
+	Name    string
+	Version uint32
+	Flags   uint32
+	Data    []byte
+}
+
+// Size is the full stream length: the header, alignment, and the RAM area.
+func (h *Header) Size() int64 { return h.RAMOffset + int64(h.Config.RAMSize) }
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// ErrFormat is wrapped by every error about a malformed stream.
+var ErrFormat = errors.New("vmstate: invalid VM state")
+
+func formatErr(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{ErrFormat}, args...)...)
+}
+
+// EncodeHeader builds the header block for the given sections, saving each.
+func EncodeHeader(cfg Config, vmClockNs int64, sections []Section) ([]byte, error) {
+	var body Encoder
+	body.String(cfg.Board)
+	body.U64(cfg.RAMBase)
+	body.U64(cfg.RAMSize)
+	body.U32(memory.PageSize)
+	body.I64(vmClockNs)
+	body.U32(uint32(len(sections)))
+	seen := make(map[string]bool, len(sections))
+	for _, s := range sections {
+		name := s.SectionName()
+		if seen[name] {
+			return nil, fmt.Errorf("vmstate: section %q registered twice", name)
+		}
+		seen[name] = true
+		var e Encoder
+		s.SaveSection(&e)
+		body.String(name)
+		body.U32(s.SectionVersion())
+		body.U32(0)
+		body.Blob(e.Bytes())
+		body.U32(crc32.Checksum(e.Bytes(), castagnoli))
+	}
+	n := fixedLen + len(body.Bytes())
+	if n > MaxHeaderLen {
+		return nil, fmt.Errorf("vmstate: device state of %d bytes exceeds the limit of %d", n, MaxHeaderLen)
+	}
+	out := make([]byte, 0, n)
+	out = append(out, Magic[:]...)
+	out = binary.LittleEndian.AppendUint16(out, FormatMajor)
+	out = binary.LittleEndian.AppendUint16(out, FormatMinor)
+	out = binary.LittleEndian.AppendUint32(out, uint32(n))
+	out = binary.LittleEndian.AppendUint32(out, 0) // CRC, filled below
+	out = append(out, body.Bytes()...)
+	binary.LittleEndian.PutUint32(out[16:], crc32.Checksum(out, castagnoli))
+	return out, nil
+}
+
+// RAMOffsetFor is where RAM starts after a header of n bytes.
+func RAMOffsetFor(n int64) int64 { return (n + RAMAlign - 1) / RAMAlign * RAMAlign }
+
+// PeekHeaderLen validates the fixed prefix of a stream and returns the
+// header block's length, so a loader knows how much to read.
+func PeekHeaderLen(prefix []byte) (int64, error) {
+	if len(prefix) < fixedLen {
+		return 0, formatErr("stream shorter than its fixed header")
+	}
+	if !bytes.Equal(prefix[:8], Magic[:]) {
+		return 0, formatErr("no snapvm VM state here (bad magic)")
+	}
+	major := binary.LittleEndian.Uint16(prefix[8:])
+	minor := binary.LittleEndian.Uint16(prefix[10:])
+	if major != FormatMajor || minor > FormatMinor {
+		return 0, fmt.Errorf("%w: VM state format %d.%d is not supported (this snapvm reads %d.0 to %d.%d)",
+			ErrFormat, major, minor, FormatMajor, FormatMajor, FormatMinor)
+	}
+	n := int64(binary.LittleEndian.Uint32(prefix[12:]))
+	if n < fixedLen || n > MaxHeaderLen {
+		return 0, formatErr("header length %d out of range", n)
+	}
+	return n, nil
+}
+
+// DecodeHeader parses and verifies a whole header block.
+func DecodeHeader(block []byte) (*Header, error) {
+	n, err := PeekHeaderLen(block)
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(block)) < n {
+		return nil, formatErr("header truncated: %d of %d bytes", len(block), n)
+	}
+	block = block[:n]
+	want := binary.LittleEndian.Uint32(block[16:])
+	tmp := make([]byte, len(block))
+	copy(tmp, block)
+	binary.LittleEndian.PutUint32(tmp[16:], 0)
+	if got := crc32.Checksum(tmp, castagnoli); got != want {
+		return nil, formatErr("header checksum mismatch (stored %#08x, computed %#08x)", want, got)
+	}
+	h := &Header{
+		Major: binary.LittleEndian.Uint16(block[8:]),
+		Minor: binary.LittleEndian.Uint16(block[10:]),
+		Len:   n,
+	}
+	d := NewDecoder(block[fixedLen:])
+	h.Config.Board = d.String(maxNameLen)
+	h.Config.RAMBase = d.U64()
+	h.Config.RAMSize = d.U64()
+	pageSize := d.U32()
+	h.VMClockNs = d.I64()
+	count := d.U32()
+	if d.Err() != nil {
+		return nil, formatErr("%v", d.Err())
+	}
+	if pageSize != memory.PageSize {
+		return nil, formatErr("page size %d, want %d", pageSize, memory.PageSize)
+	}
+	if h.Config.RAMSize%memory.PageSize != 0 || h.Config.RAMSize > memory.MaxSize {
+		return nil, formatErr("RAM size %d invalid", h.Config.RAMSize)
+	}
+	if count > maxSections {
+		return nil, formatErr("%d sections exceed the limit of %d", count, maxSections)
+	}
+	seen := make(map[string]bool)
+	for i := uint32(0); i < count; i++ {
+		var s SectionData
+		s.Name = d.String(maxNameLen)
+		s.Version = d.U32()
+		s.Flags = d.U32()
+		s.Data = d.Blob(MaxHeaderLen)
+		sum := d.U32()
+		if d.Err() != nil {
+			return nil, formatErr("section %d: %v", i, d.Err())
+		}
+		if crc32.Checksum(s.Data, castagnoli) != sum {
+			return nil, formatErr("section %q checksum mismatch", s.Name)
+		}
+		if seen[s.Name] {
+			return nil, formatErr("section %q appears twice", s.Name)
+		}
+		seen[s.Name] = true
+		h.Sections = append(h.Sections, s)
+	}
+	if d.Remaining() != 0 {
+		return nil, formatErr("%d unexpected bytes after the sections", d.Remaining())
+	}
+	h.RAMOffset = RAMOffsetFor(n)
+	return h, nil
+}
+
+// ConfigMismatchError says how a saved configuration differs from the
+// machine's.
+type ConfigMismatchError struct{ Msg string }
+
+func (e *ConfigMismatchError) Error() string {
+	return "VM state does not match this machine: " + e.Msg
+}
+
+// Check compares a saved header against the machine's configuration and
+// sections: same board and RAM, and every saved section known (or optional)
+// and every machine section present in the stream.
+func (h *Header) Check(cfg Config, sections []Section) error {
+	mismatch := func(format string, args ...any) error {
+		return &ConfigMismatchError{Msg: fmt.Sprintf(format, args...)}
+	}
+	if h.Config.Board != cfg.Board {
+		return mismatch("saved on board %q, this machine is %q", h.Config.Board, cfg.Board)
+	}
+	if h.Config.RAMBase != cfg.RAMBase || h.Config.RAMSize != cfg.RAMSize {
+		return mismatch("saved with %d MiB of RAM at %#x, this machine has %d MiB at %#x",
+			h.Config.RAMSize>>20, h.Config.RAMBase, cfg.RAMSize>>20, cfg.RAMBase)
+	}
+	byName := make(map[string]Section, len(sections))
+	for _, s := range sections {
+		byName[s.SectionName()] = s
+	}
+	saved := make(map[string]bool, len(h.Sections))
+	for _, sd := range h.Sections {
+		saved[sd.Name] = true
+		s, ok := byName[sd.Name]
+		if !ok {
+			if sd.Flags&SectionOptional != 0 {
+				continue
+			}
+			return mismatch("saved device %q does not exist on this machine", sd.Name)
+		}
+		if sd.Version > s.SectionVersion() {
+			return mismatch("device %q was saved at version %d, this snapvm reads up to %d", sd.Name, sd.Version, s.SectionVersion())
+		}
+	}
+	for _, s := range sections {
+		if !saved[s.SectionName()] {
+			return mismatch("device %q of this machine is missing from the saved state", s.SectionName())
+		}
+	}
+	return nil
+}
+
+// LoadSections applies every saved section to the matching machine section,
+// in the machine's order. Check must have passed.
+func (h *Header) LoadSections(sections []Section) error {
+	data := make(map[string]SectionData, len(h.Sections))
+	for _, sd := range h.Sections {
+		data[sd.Name] = sd
+	}
+	for _, s := range sections {
+		sd := data[s.SectionName()]
+		d := NewDecoder(sd.Data)
+		if err := s.LoadSection(d, sd.Version); err != nil {
+			return fmt.Errorf("vmstate: loading %q: %w", sd.Name, err)
+		}
+		if d.Err() != nil {
+			return fmt.Errorf("vmstate: loading %q: %w", sd.Name, d.Err())
+		}
+		if d.Remaining() != 0 {
+			return fmt.Errorf("vmstate: loading %q: %d bytes left over", sd.Name, d.Remaining())
+		}
+	}
+	return nil
+}
+
+// Progress receives the number of bytes written or read so far out of total.
+type Progress func(done, total int64)
+
+// Save writes a whole stream to st: the header block (sections saved now)
+// and every RAM page ever written. The VM must be paused. It returns the
+// stream size, which is what a snapshot records as its vm state size.
+func Save(st Store, cfg Config, vmClockNs int64, sections []Section, ram *memory.RAM, progress Progress) (int64, error) {
+	hdr, err := EncodeHeader(cfg, vmClockNs, sections)
+	if err != nil {
+		return 0, err
+	}
+	ramOff := RAMOffsetFor(int64(len(hdr)))
+	extents := writtenExtents(ram)
+	var total int64 = int64(len(hdr))
+	for _, e := range extents {
+		total += e[1] - e[0]
+	}
+	if err := st.WriteVMState(hdr, 0); err != nil {
+		return 0, fmt.Errorf("vmstate: writing the header: %w", err)
+	}
+	done := int64(len(hdr))
+	if progress != nil {
+		progress(done, total)
+	}
+	err = forEachExtent(extents, func(e [2]int64) error {
+		return st.WriteVMState(ram.Data[e[0]:e[1]], ramOff+e[0])
+	}, func(n int64) {
+		if progress != nil {
+			done += n
+			progress(done, total)
+		}
+	})
+	if err != nil {
+		return 0, fmt.Errorf("vmstate: writing RAM: %w", err)
+	}
+	return ramOff + int64(ram.Size()), nil
+}
+
+// ReadHeader reads and decodes the header block of the stream in st.
+func ReadHeader(st Store) (*Header, error) {
+	prefix := make([]byte, fixedLen)
+	if err := st.ReadVMState(prefix, 0); err != nil {
+		return nil, fmt.Errorf("vmstate: reading the header: %w", err)
+	}
+	n, err := PeekHeaderLen(prefix)
+	if err != nil {
+		return nil, err
+	}
+	block := make([]byte, n)
+	if err := st.ReadVMState(block, 0); err != nil {
+		return nil, fmt.Errorf("vmstate: reading the header: %w", err)
+	}
+	return DecodeHeader(block)
+}
+
+// LoadRAM replaces guest RAM with the stream's: RAM is zeroed, then every
+// allocated range of the RAM area is read in. Pages read are marked written.
+func LoadRAM(st Store, h *Header, ram *memory.RAM, progress Progress) error {
+	if h.Config.RAMSize != ram.Size() {
+		return fmt.Errorf("vmstate: RAM size mismatch")
+	}
+	ranges, err := st.AllocatedRanges(h.RAMOffset, int64(ram.Size()))
+	if err != nil {
+		return fmt.Errorf("vmstate: mapping the RAM area: %w", err)
+	}
+	if err := ram.Zero(); err != nil {
+		return err
+	}
+	var extents [][2]int64
+	var total int64
+	for _, r := range ranges {
+		start, end := r[0]-h.RAMOffset, r[1]-h.RAMOffset
+		if start < 0 || end > int64(ram.Size()) || start >= end {
+			return formatErr("RAM range [%d, %d) outside the RAM area", r[0], r[1])
+		}
+		for s := start; s < end; s += ExtentSize {
+			extents = append(extents, [2]int64{s, min(s+ExtentSize, end)})
+		}
+		total += end - start
+	}
+	var done int64
+	err = forEachExtent(extents, func(e [2]int64) error {
+		if err := st.ReadVMState(ram.Data[e[0]:e[1]], h.RAMOffset+e[0]); err != nil {
+			return err
+		}
+		for p := e[0] / memory.PageSize; p < (e[1]+memory.PageSize-1)/memory.PageSize; p++ {
+			ram.SetWritten(uint64(p))
+		}
+		return nil
+	}, func(n int64) {
+		if progress != nil {
+			done += n
+			progress(done, total)
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("vmstate: reading RAM: %w", err)
+	}
+	return nil
+}
+
+// writtenExtents coalesces runs of written pages into byte ranges of at most
+// ExtentSize, so the store sees few large requests.
+func writtenExtents(ram *memory.RAM) [][2]int64 {
+	var out [][2]int64
+	pages := ram.Pages()
+	maxPages := uint64(ExtentSize / memory.PageSize)
+	for p := uint64(0); p < pages; {
+		if !ram.Written(p) {
+			p++
+			continue
+		}
+		start := p
+		for p < pages && ram.Written(p) && p-start < maxPages {
+			p++
+		}
+		out = append(out, [2]int64{int64(start * memory.PageSize), int64(p * memory.PageSize)})
+	}
+	return out
+}
+
+// forEachExtent runs fn over the extents with a few workers, so storage
+// latency overlaps; done is called (serially) with each extent's length.
+func forEachExtent(extents [][2]int64, fn func([2]int64) error, done func(int64)) error {
+	workers := min(4, runtime.GOMAXPROCS(0)+1)
+	if len(extents) < 2 {
+		workers = 1
+	}
+	var (
+		mu       sync.Mutex
+		firstErr error
+		next     int
+		wg       sync.WaitGroup
+	)
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				mu.Lock()
+				if firstErr != nil || next >= len(extents) {
+					mu.Unlock()
+					return
+				}
+				e := extents[next]
+				next++
+				mu.Unlock()
+				err := fn(e)
+				mu.Lock()
+				if err != nil && firstErr == nil {
+					firstErr = err
+				}
+				if err == nil {
+					done(e[1] - e[0])
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return firstErr
+}
