@@ -1,0 +1,454 @@
+package riscv
+
+import (
+	"encoding/binary"
+	"sync/atomic"
+)
+
+// Access kinds for translation.
+const (
+	accR = iota
+	accW
+	accX
+)
+
+// Exception causes.
+const (
+	excInsnMisaligned  = 0
+	excInsnAccess      = 1
+	excIllegal         = 2
+	excBreakpoint      = 3
+	excLoadMisaligned  = 4
+	excLoadAccess      = 5
+	excStoreMisaligned = 6
+	excStoreAccess     = 7
+	excEcallU          = 8
+	excEcallS          = 9
+	excEcallM          = 11
+	excInsnPage        = 12
+	excLoadPage        = 13
+	excStorePage       = 15
+)
+
+var (
+	pageFaultCause   = [3]uint64{excLoadPage, excStorePage, excInsnPage}
+	accessFaultCause = [3]uint64{excLoadAccess, excStoreAccess, excInsnAccess}
+)
+
+// PTE bits.
+const (
+	pteV = 1 << 0
+	pteR = 1 << 1
+	pteW = 1 << 2
+	pteX = 1 << 3
+	pteU = 1 << 4
+	pteA = 1 << 6
+	pteD = 1 << 7
+)
+
+const (
+	tlbBits   = 8
+	tlbSize   = 1 << tlbBits
+	tlbMask   = tlbSize - 1
+	tlbNoTag  = ^uint64(0)
+	pageInsns = memory4K / 2 // decoded slots per page: one per halfword
+	memory4K  = 4096
+
+	// maxCodePages bounds the decoded-code cache (each page costs 24 KiB);
+	// beyond it the whole cache is dropped and rebuilt lazily.
+	maxCodePages = 4096
+)
+
+// tlbEntry maps one virtual page to RAM: the RAM offset of va is va+add.
+// Only pages wholly inside RAM are entered; MMIO always takes the slow path.
+type tlbEntry struct {
+	tag  uint64 // va >> 12, or tlbNoTag
+	add  uint64
+	code bool // write TLB only: the page has decoded instructions
+}
+
+// codeTLBEntry maps a virtual page to its decoded-code page.
+type codeTLBEntry struct {
+	tag uint64
+	cp  *codePage
+}
+
+// dinsn is one decoded instruction. rd is 32 when the instruction
+// writes x0 (the sink register), so no instruction has to special-case x0.
+type dinsn struct {
+	imm int32
+	op  uint8
+	rd  uint8
+	rs1 uint8
+	rs2 uint8
+	len uint8
+}
+
+// codePage is the decoded form of one 4 KiB page of RAM, indexed by
+// halfword. Entries decode lazily (op == opDecode).
+type codePage struct {
+	insns   [pageInsns]dinsn
+	ramOff  uint64 // RAM offset of the page
+	scratch bool   // a one-instruction page for fetches outside the cache
+}
+
+// mmuState is derived state: TLBs and decoded code, flushed on restore.
+type mmuState struct {
+	r, w      [tlbSize]tlbEntry
+	x         [tlbSize]codeTLBEntry
+	codePages []*codePage // by RAM page number
+	live      []uint64    // RAM page numbers with a codePage
+	nCode     int
+	free      []*codePage
+	scratch   codePage
+
+	// staleCode is set by InvalidateCode from other goroutines; the
+	// interpreter drops all decoded code when it sees it.
+	staleCode atomic.Bool
+}
+
+func (m *mmuState) init(h *Hart) {
+	if h.ram != nil {
+		m.codePages = make([]*codePage, h.ram.Pages())
+	}
+	m.scratch.scratch = true
+}
+
+// flushTLB empties the address-translation caches (not decoded code, which
+// is indexed physically).
+func (h *Hart) flushTLB() {
+	m := &h.mmu
+	for i := range m.r {
+		m.r[i].tag = tlbNoTag
+		m.w[i].tag = tlbNoTag
+		m.x[i] = codeTLBEntry{tag: tlbNoTag}
+	}
+	h.endSlice = true
+}
+
+// flushCode drops all decoded instructions (FENCE.I, restore, DMA).
+func (h *Hart) flushCode() {
+	m := &h.mmu
+	for _, rp := range m.live {
+		if cp := m.codePages[rp]; cp != nil {
+			m.codePages[rp] = nil
+			m.free = append(m.free, cp)
+		}
+	}
+	m.live = m.live[:0]
+	m.nCode = 0
+	for i := range m.x {
+		m.x[i] = codeTLBEntry{tag: tlbNoTag}
+		m.w[i].code = false
+	}
+	h.endSlice = true
+}
+
+func (h *Hart) flushAll() {
+	h.flushTLB()
+	h.flushCode()
+}
+
+// InvalidateCode tells the hart that [physAddr, physAddr+n) of RAM was
+// written by someone other than the hart (device DMA through
+// memory.RAM.WriteAt). It is safe from any goroutine; the hart drops its
+// decoded-instruction cache before it next executes. Guests that load code
+// by DMA also execute FENCE.I, which has the same effect, so calling this is
+// only needed for guests that rely on hardware coherence.
+func (h *Hart) InvalidateCode(physAddr, n uint64) {
+	_ = physAddr
+	_ = n
+	h.mmu.staleCode.Store(true)
+}
+
+// codePageFor returns the decoded page for RAM page rp, creating it.
+func (h *Hart) codePageFor(rp uint64) *codePage {
+	m := &h.mmu
+	if cp := m.codePages[rp]; cp != nil {
+		return cp
+	}
+	if m.nCode >= maxCodePages {
+		h.flushCode()
+	}
+	var cp *codePage
+	if n := len(m.free); n > 0 {
+		cp = m.free[n-1]
+		m.free = m.free[:n-1]
+		cp.insns = [pageInsns]dinsn{}
+	} else {
+		cp = new(codePage)
+	}
+	cp.ramOff = rp << 12
+	m.codePages[rp] = cp
+	m.live = append(m.live, rp)
+	m.nCode++
+	// Stores through the write TLB to this page must now invalidate.
+	for i := range m.w {
+		e := &m.w[i]
+		if e.tag != tlbNoTag && (e.tag<<12+e.add)>>12 == rp {
+			e.code = true
+		}
+	}
+	return cp
+}
+
+// invalidateRAM resets decoded entries overlapping RAM offsets [off, off+n)
+// after a store. A 32-bit instruction starting 2 bytes before off is
+// affected too.
+func (h *Hart) invalidateRAM(off, n uint64) {
+	if n == 0 {
+		return
+	}
+	for p := off >> 12; p <= (off+n-1)>>12; p++ {
+		if p >= uint64(len(h.mmu.codePages)) {
+			return
+		}
+		cp := h.mmu.codePages[p]
+		if cp == nil {
+			continue
+		}
+		lo, hi := uint64(0), uint64(4095)
+		if p == off>>12 {
+			lo = off & 4095
+		}
+		if p == (off+n-1)>>12 {
+			hi = (off + n - 1) & 4095
+		}
+		first := lo >> 1
+		if first > 0 {
+			first--
+		}
+		for i := first; i <= hi>>1; i++ {
+			cp.insns[i].op = opDecode
+		}
+		// An instruction straddling into this page from the previous one
+		// is never cached, so nothing else to do.
+	}
+}
+
+// translate maps va for an access of kind acc, applying MPRV for data.
+// On failure it records the exception and returns ok=false.
+func (h *Hart) translate(va uint64, acc int) (uint64, bool) {
+	priv := h.priv
+	ms := h.csr.mstatus
+	if acc != accX && priv == privM && ms&msMPRV != 0 {
+		priv = uint8(ms >> msMPPShift & 3)
+	}
+	satp := h.csr.satp
+	if priv == privM || satp>>satpModeShift == satpModeBare {
+		return va, true
+	}
+	if uint64(int64(va<<25)>>25) != va {
+		return h.fault(pageFaultCause[acc], va)
+	}
+	a := (satp & satpPPNMask) << 12
+	for level := 2; level >= 0; level-- {
+		pteAddr := a + (va>>(12+9*uint(level))&511)*8
+		off := pteAddr - h.ram.Base
+		if pteAddr < h.ram.Base || off+8 > h.ram.Size() {
+			return h.fault(accessFaultCause[acc], va)
+		}
+		pte := binary.LittleEndian.Uint64(h.mem[off:])
+		if pte&pteV == 0 || pte&(pteR|pteW) == pteW || pte>>54 != 0 {
+			return h.fault(pageFaultCause[acc], va)
+		}
+		ppn := pte >> 10 & (1<<44 - 1)
+		if pte&(pteR|pteX) == 0 {
+			if level == 0 {
+				return h.fault(pageFaultCause[acc], va)
+			}
+			a = ppn << 12
+			continue
+		}
+		// Leaf.
+		if pte&pteU != 0 {
+			if priv == privS && (acc == accX || ms&msSUM == 0) {
+				return h.fault(pageFaultCause[acc], va)
+			}
+		} else if priv == privU {
+			return h.fault(pageFaultCause[acc], va)
+		}
+		switch acc {
+		case accR:
+			if pte&pteR == 0 && (ms&msMXR == 0 || pte&pteX == 0) {
+				return h.fault(pageFaultCause[acc], va)
+			}
+		case accW:
+			if pte&pteW == 0 {
+				return h.fault(pageFaultCause[acc], va)
+			}
+		case accX:
+			if pte&pteX == 0 {
+				return h.fault(pageFaultCause[acc], va)
+			}
+		}
+		lowMask := uint64(1)<<(9*uint(level)) - 1
+		if ppn&lowMask != 0 { // misaligned superpage
+			return h.fault(pageFaultCause[acc], va)
+		}
+		// Hardware A/D update, as QEMU 7.2 does.
+		npte := pte | pteA
+		if acc == accW {
+			npte |= pteD
+		}
+		if npte != pte {
+			binary.LittleEndian.PutUint64(h.mem[off:], npte)
+			h.ram.MarkDirty(off)
+			h.invalidateRAM(off, 8)
+		}
+		pageMask := uint64(1)<<(12+9*uint(level)) - 1
+		return (ppn<<12)&^pageMask | va&pageMask, true
+	}
+	return h.fault(pageFaultCause[acc], va) // not reached
+}
+
+func (h *Hart) fault(cause, tval uint64) (uint64, bool) {
+	h.excCause, h.excTval = cause, tval
+	return 0, false
+}
+
+// ramOffset returns the RAM offset of physical page-contained [pa, pa+n).
+func (h *Hart) ramOffset(pa, n uint64) (uint64, bool) {
+	off := pa - h.ram.Base
+	if pa < h.ram.Base || off >= h.ram.Size() || n > h.ram.Size()-off {
+		return 0, false
+	}
+	return off, true
+}
+
+// fillTLB enters va's page in t if pa's page is RAM.
+func (h *Hart) fillTLB(t *[tlbSize]tlbEntry, va, pa uint64, write bool) {
+	off, ok := h.ramOffset(pa&^4095, 4096)
+	if !ok {
+		return
+	}
+	e := &t[va>>12&tlbMask]
+	e.tag = va >> 12
+	e.add = off - va&^4095
+	e.code = write && h.mmu.codePages[off>>12] != nil
+}
+
+// physLoad reads n bytes (1, 2, 4, 8; not crossing a page) at physical pa.
+func (h *Hart) physLoad(pa uint64, n int, acc int) (uint64, bool) {
+	if off, ok := h.ramOffset(pa, uint64(n)); ok {
+		return loadLE(h.mem[off:], n), true
+	}
+	if h.bus != nil {
+		if v, ok := h.bus.Load(pa, n); ok {
+			return v, true
+		}
+	}
+	h.excCause, h.excTval = accessFaultCause[acc], pa
+	return 0, false
+}
+
+// physStore writes n bytes (not crossing a page) at physical pa.
+func (h *Hart) physStore(pa uint64, n int, v uint64) bool {
+	if off, ok := h.ramOffset(pa, uint64(n)); ok {
+		storeLE(h.mem[off:], n, v)
+		h.ram.MarkDirty(off)
+		h.invalidateRAM(off, uint64(n))
+		return true
+	}
+	// A device may DMA into RAM (even into code) while handling the store,
+	// and may raise interrupts: return to Run after this instruction.
+	h.endSlice = true
+	if h.bus != nil && h.bus.Store(pa, n, v) {
+		return true
+	}
+	h.excCause, h.excTval = excStoreAccess, pa
+	return false
+}
+
+func loadLE(b []byte, n int) uint64 {
+	switch n {
+	case 1:
+		return uint64(b[0])
+	case 2:
+		return uint64(binary.LittleEndian.Uint16(b))
+	case 4:
+		return uint64(binary.LittleEndian.Uint32(b))
+	default:
+		return binary.LittleEndian.Uint64(b)
+	}
+}
+
+func storeLE(b []byte, n int, v uint64) {
+	switch n {
+	case 1:
+		b[0] = byte(v)
+	case 2:
+		binary.LittleEndian.PutUint16(b, uint16(v))
+	case 4:
+		binary.LittleEndian.PutUint32(b, uint32(v))
+	default:
+		binary.LittleEndian.PutUint64(b, v)
+	}
+}
+
+// loadSlow is the load path when the read TLB misses or the access is
+// misaligned. The exception's tval is the virtual address.
+func (h *Hart) loadSlow(va uint64, n int) (uint64, bool) {
+	if va&4095+uint64(n) > 4096 { // crosses a page: byte by byte
+		var v uint64
+		for i := 0; i < n; i++ {
+			b, ok := h.loadSlow(va+uint64(i), 1)
+			if !ok {
+				return 0, false
+			}
+			v |= b << (8 * i)
+		}
+		return v, true
+	}
+	pa, ok := h.translate(va, accR)
+	if !ok {
+		return 0, false
+	}
+	h.fillTLB(&h.mmu.r, va, pa, false)
+	v, ok := h.physLoad(pa, n, accR)
+	if !ok {
+		h.excTval = va
+		return 0, false
+	}
+	return v, true
+}
+
+// storeSlow is the store path when the write TLB misses, the access is
+// misaligned, or the page holds decoded code.
+func (h *Hart) storeSlow(va uint64, n int, v uint64) bool {
+	if va&4095+uint64(n) > 4096 {
+		// Check both pages before writing anything.
+		if _, ok := h.translate(va, accW); !ok {
+			return false
+		}
+		if _, ok := h.translate(va+uint64(n)-1, accW); !ok {
+			return false
+		}
+		for i := 0; i < n; i++ {
+			if !h.storeSlow(va+uint64(i), 1, v>>(8*i)) {
+				return false
+			}
+		}
+		return true
+	}
+	pa, ok := h.translate(va, accW)
+	if !ok {
+		return false
+	}
+	h.fillTLB(&h.mmu.w, va, pa, true)
+	if !h.physStore(pa, n, v) {
+		h.excTval = va
+		return false
+	}
+	return true
+}
+
+// amoAddr translates va for an atomic access (store permission, so faults
+// report store causes) and checks alignment (QEMU 7.2 reports cause 4,
+// load address misaligned, for misaligned AMOs and LR).
+func (h *Hart) amoAddr(va uint64, n int, acc int) (uint64, bool) {
+	if va&uint64(n-1) != 0 {
+		return h.fault(excLoadMisaligned, va)
+	}
+	return h.translate(va, acc)
+}
