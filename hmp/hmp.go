@@ -1,0 +1,212 @@
+// Package hmp is the human monitor: a line-oriented text front end reached through the
+// QMP command human-monitor-command. Each command is a thin wrapper over the same code
+// the QMP commands call; this package only owns parsing the line, dispatch, help and
+// QEMU's output conventions ("Error: " prefixes, "\r\n" line ends, its "unknown command"
+// text).
+package hmp
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+)
+
+// Handler runs one command. args is the rest of the line after the command name, with
+// surrounding spaces removed. The returned text uses "\n" line ends; an error is printed
+// after it as "Error: <text>".
+type Handler func(ctx context.Context, args string) (string, error)
+
+type entry struct {
+	help string
+	h    Handler
+}
+
+// Commands is a set of HMP commands. "info X" subcommands are registered under their full
+// name ("info status").
+type Commands struct {
+	mu     sync.Mutex
+	cmds   map[string]entry
+	parent *Commands // consulted for names this set does not have
+}
+
+// New returns a command set that falls back to Default for names it does not define.
+func New() *Commands { return &Commands{cmds: map[string]entry{}, parent: Default} }
+
+// Default is the process-wide set that the package-level Register adds to.
+var Default = &Commands{cmds: map[string]entry{}}
+
+// Register adds a command to Default.
+func Register(name string, help string, h Handler) { Default.Register(name, help, h) }
+
+// Register adds a command. help is the text "help" prints after the name, either
+// "PARAMS -- DESCRIPTION" or just a description.
+func (c *Commands) Register(name string, help string, h Handler) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.cmds[name] = entry{help: help, h: h}
+}
+
+func (c *Commands) lookup(name string) (entry, bool) {
+	for x := c; x != nil; x = x.parent {
+		x.mu.Lock()
+		e, ok := x.cmds[name]
+		x.mu.Unlock()
+		if ok {
+			return e, true
+		}
+	}
+	return entry{}, false
+}
+
+func (c *Commands) all() map[string]entry {
+	out := map[string]entry{}
+	var chain []*Commands
+	for x := c; x != nil; x = x.parent {
+		chain = append(chain, x)
+	}
+	for i := len(chain) - 1; i >= 0; i-- {
+		chain[i].mu.Lock()
+		for k, v := range chain[i].cmds {
+			out[k] = v
+		}
+		chain[i].mu.Unlock()
+	}
+	return out
+}
+
+// Names returns every command name, sorted.
+func (c *Commands) Names() []string {
+	var names []string
+	for n := range c.all() {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+func isSpace(b byte) bool {
+	return b == ' ' || b == '\t' || b == '\n' || b == '\r' || b == '\v' || b == '\f'
+}
+
+// commandName splits off the command word the way QEMU does: leading spaces skipped, the
+// name ends at a space or '/' (the start of a format, as in x/10i).
+func commandName(s string) (name, rest string, end int) {
+	i := 0
+	for i < len(s) && isSpace(s[i]) {
+		i++
+	}
+	j := i
+	for j < len(s) && s[j] != '/' && !isSpace(s[j]) {
+		j++
+	}
+	return s[i:j], strings.TrimSpace(s[j:]), j
+}
+
+// Execute runs one command line and returns its output with "\r\n" line ends, as
+// human-monitor-command returns it.
+func (c *Commands) Execute(ctx context.Context, line string) string {
+	return crlf(c.execute(ctx, line))
+}
+
+func (c *Commands) execute(ctx context.Context, line string) string {
+	name, rest, end := commandName(line)
+	if name == "" {
+		return ""
+	}
+	switch name {
+	case "help", "?":
+		return c.help(rest)
+	case "info":
+		if rest == "" {
+			return c.helpPrefix("info ")
+		}
+		sub, subRest, subEnd := commandName(rest)
+		e, ok := c.lookup("info " + sub)
+		if !ok {
+			off := strings.Index(line, rest)
+			return fmt.Sprintf("unknown command: '%s'\n", line[:off+subEnd])
+		}
+		return run(ctx, e, subRest)
+	}
+	e, ok := c.lookup(name)
+	if !ok {
+		return fmt.Sprintf("unknown command: '%s'\n", line[:end])
+	}
+	return run(ctx, e, rest)
+}
+
+func run(ctx context.Context, e entry, args string) (out string) {
+	defer func() {
+		if r := recover(); r != nil {
+			out += fmt.Sprintf("Error: internal error: %v\n", r)
+		}
+	}()
+	out, err := e.h(ctx, args)
+	if err != nil {
+		if out != "" && !strings.HasSuffix(out, "\n") {
+			out += "\n"
+		}
+		out += "Error: " + err.Error() + "\n"
+	}
+	return out
+}
+
+func helpLine(name string, e entry) string {
+	if strings.Contains(e.help, "-- ") {
+		return name + " " + e.help + "\n"
+	}
+	return name + "  -- " + e.help + "\n"
+}
+
+func (c *Commands) helpPrefix(prefix string) string {
+	var sb strings.Builder
+	all := c.all()
+	for _, n := range c.Names() {
+		if strings.HasPrefix(n, prefix) {
+			sb.WriteString(helpLine(n, all[n]))
+		}
+	}
+	return sb.String()
+}
+
+// help lists every top-level command (or the one named), as QEMU's "help [cmd]".
+func (c *Commands) help(arg string) string {
+	all := c.all()
+	if arg != "" {
+		if arg == "info" {
+			return c.helpPrefix("info ")
+		}
+		if e, ok := all[arg]; ok {
+			return helpLine(arg, e)
+		}
+		return c.helpPrefix(arg + " ")
+	}
+	var sb strings.Builder
+	names := c.Names()
+	top := append([]string{}, names...)
+	top = append(top, "help|?", "info")
+	sort.Strings(top)
+	for _, n := range top {
+		switch {
+		case n == "help|?":
+			sb.WriteString("help|? [cmd] -- show the help\n")
+		case n == "info":
+			sb.WriteString("info [subcommand] -- show various information about the system state\n")
+		case strings.HasPrefix(n, "info "):
+		default:
+			sb.WriteString(helpLine(n, all[n]))
+		}
+	}
+	return sb.String()
+}
+
+// crlf turns "\n" line ends into "\r\n" (the monitor's output convention).
+func crlf(s string) string {
+	if !strings.Contains(s, "\n") {
+		return s
+	}
+	s = strings.ReplaceAll(s, "\r\n", "\n")
+	return strings.ReplaceAll(s, "\n", "\r\n")
+}
