@@ -1,0 +1,53 @@
+//go:build snapvm_e2e
+
+package difftest
+
+import (
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/snapvm/snapvm/tests/vmrun"
+)
+
+// diffRun boots kernel on QEMU and on snapvm with the same options and
+// compares the serial output of the two (minus run-dependent lines).
+func diffRun(t *testing.T, name string, timeout time.Duration, extra ...string) {
+	t.Helper()
+	kernel := guestPath(t, name)
+	q := runQEMU(t, timeout, kernel, extra...)
+	finished(t, "qemu", q)
+	s, err := vmrun.Run(vmrun.Snapvm(t), vmrun.BootArgs(kernel, extra...), timeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	finished(t, "snapvm", s)
+	want, got := comparable(string(q.Output)), comparable(string(s.Output))
+	if want == got {
+		return
+	}
+	wl, gl := strings.Split(want, "\n"), strings.Split(got, "\n")
+	for i := 0; i < len(wl) || i < len(gl); i++ {
+		var w, g string
+		if i < len(wl) {
+			w = wl[i]
+		}
+		if i < len(gl) {
+			g = gl[i]
+		}
+		if w != g {
+			t.Fatalf("%s: output differs at line %d:\n qemu:   %q\n snapvm: %q\nfull snapvm output:\n%s\nstderr:\n%s",
+				name, i+1, w, g, s.Output, s.Stderr)
+		}
+	}
+}
+
+func TestHelloMatchesQEMU(t *testing.T) {
+	diffRun(t, "hello", 60*time.Second)
+	diffRun(t, "hello", 60*time.Second, "-m", "256", "-append", "a=1 b")
+}
+
+func TestCpubenchMatchesQEMU(t *testing.T) {
+	diffRun(t, "cpubench", 5*time.Minute, "-append", "rounds="+strconv.Itoa(cpubenchRounds))
+}

@@ -1,0 +1,129 @@
+// Package vmrun starts qemu-system-riscv64 or snapvm on a bare-metal guest
+// and captures what the guest prints on its serial port, for the end-to-end
+// and differential tests under tests/.
+package vmrun
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+)
+
+// QEMUCPU makes QEMU's hart look like snapvm's RV64IMAC one: without it
+// QEMU 7.2 reports misa with F, D and H and a longer riscv,isa string.
+const QEMUCPU = "rv64,h=false,f=false,d=false,zba=false,zbb=false,zbc=false,zbs=false,sstc=false,Zihintpause=false"
+
+// Result is what one VM run produced.
+type Result struct {
+	Output   []byte // stdout: the guest's UART
+	Stderr   []byte
+	ExitCode int  // -1 if killed
+	TimedOut bool // the run was ended by the timeout (expected for endless guests)
+}
+
+// QEMU returns the path of qemu-system-riscv64, failing the test when it is
+// not installed.
+func QEMU(t testing.TB) string {
+	t.Helper()
+	p, err := exec.LookPath("qemu-system-riscv64")
+	if err != nil {
+		t.Fatalf("qemu-system-riscv64 not found: install it with scripts/setup.sh (Debian package qemu-system-misc)")
+	}
+	return p
+}
+
+// BootArgs is the qemu-system-riscv64 command line shared by QEMU and snapvm
+// for a bare-metal guest; extra options are appended.
+func BootArgs(kernel string, extra ...string) []string {
+	return append([]string{"-M", "virt", "-bios", "none", "-nographic", "-kernel", kernel}, extra...)
+}
+
+// QEMUArgs is BootArgs plus the CPU model matching snapvm's hart.
+func QEMUArgs(kernel string, extra ...string) []string {
+	return BootArgs(kernel, append([]string{"-cpu", QEMUCPU}, extra...)...)
+}
+
+// Run starts bin with args, stdin closed, and waits until it exits or
+// timeout passes (then kills it and reports TimedOut). err is set only when
+// the program could not be started.
+func Run(bin string, args []string, timeout time.Duration) (Result, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	var out, errb bytes.Buffer
+	cmd.Stdout = &out
+	cmd.Stderr = &errb
+	cmd.WaitDelay = 5 * time.Second
+	err := cmd.Run()
+	r := Result{Output: out.Bytes(), Stderr: errb.Bytes(), ExitCode: cmd.ProcessState.ExitCode()}
+	if ctx.Err() != nil {
+		r.TimedOut = true
+		return r, nil
+	}
+	var exitErr *exec.ExitError
+	if err != nil && !errors.As(err, &exitErr) {
+		return r, err
+	}
+	return r, nil
+}
+
+// ModuleRoot is the directory holding go.mod.
+func ModuleRoot() (string, error) {
+	_, file, _, ok := runtime.Caller(0)
+	if !ok {
+		return "", errors.New("vmrun: cannot locate the source directory")
+	}
+	dir := filepath.Dir(file)
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("vmrun: go.mod not found above " + filepath.Dir(file))
+		}
+		dir = parent
+	}
+}
+
+var (
+	buildOnce sync.Once
+	buildPath string
+	buildErr  error
+)
+
+// Snapvm builds ./cmd/snapvm once per test binary into a temporary
+// directory and returns the executable's path.
+func Snapvm(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		root, err := ModuleRoot()
+		if err != nil {
+			buildErr = err
+			return
+		}
+		dir, err := os.MkdirTemp("", "snapvm-e2e-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		buildPath = filepath.Join(dir, "snapvm")
+		cmd := exec.Command("go", "build", "-o", buildPath, "./cmd/snapvm")
+		cmd.Dir = root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build ./cmd/snapvm: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return buildPath
+}
