@@ -13,6 +13,10 @@ const sliceLen = 4096
 // says why it stopped. Interrupts are taken between instructions.
 func (h *Hart) Run(budget uint64) StopReason {
 	defer func() { h.instretPub.Store(h.instret) }()
+	if h.kicked.Load() {
+		h.kicked.Store(false)
+		return StopKicked
+	}
 	if h.wfi {
 		if !h.wfiWakeable() {
 			return StopWFI
