@@ -104,6 +104,11 @@ func openDepth(path string, o OpenOptions, depth int) (*Image, error) {
 }
 
 func openFile(f *os.File, path string, readOnly bool) (*Image, error) {
+	return openFileMode(f, path, readOnly, false)
+}
+
+// openFileMode opens f; forCheck accepts dirty and corrupt images read-write (for repair).
+func openFileMode(f *os.File, path string, readOnly, forCheck bool) (*Image, error) {
 	st, err := f.Stat()
 	if err != nil {
 		return nil, err
@@ -130,7 +135,7 @@ func openFile(f *os.File, path string, readOnly bool) (*Image, error) {
 	if _, err := f.ReadAt(buf, 0); err != nil && !errors.Is(err, io.EOF) {
 		return nil, err
 	}
-	h, err := parseHeader(buf, readOnly)
+	h, err := parseHeader(buf, readOnly || forCheck)
 	if err != nil {
 		return nil, err
 	}
