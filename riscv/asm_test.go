@@ -311,3 +311,5 @@ func (r *rig) expectReg(i int, want uint64) {
 		r.t.Errorf("x%d = %#x, want %#x", i, got, want)
 	}
 }
+
+func newFuzzRAM() (*memory.RAM, error) { return memory.New(ramBase, 1<<20) }

@@ -44,10 +44,10 @@ func TestDelegationAndSRET(t *testing.T) {
 	p := prog(r.withHandler(),
 		li(t0, shandler), CSRW(csrStvec, t0),
 		li(t0, 1<<excEcallU|1<<excIllegal), CSRW(csrMedeleg, t0),
-		enterMode(0), // to U
-		ECALL,                  // -> S handler, back
-		CSRR(a4, csrMstatus),   // illegal in U -> delegated to S: S handler skips it too
-		ECALL,                  // second ecall with SPP etc.
+		enterMode(0),         // to U
+		ECALL,                // -> S handler, back
+		CSRR(a4, csrMstatus), // illegal in U -> delegated to S: S handler skips it too
+		ECALL,                // second ecall with SPP etc.
 		LI12(a5, 5),
 		HALT())
 	r.runProg(p)
