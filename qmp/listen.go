@@ -40,7 +40,7 @@ func ParseSpec(spec string) (network, addr string, wait bool, err error) {
 	for _, o := range parts[1:] {
 		k, v, hasV := strings.Cut(o, "=")
 		on := !hasV || v == "on" || v == "yes" || v == "true"
-		if hasV && !on && v != "off" && v != "no" && v != "false" {
+		if (k == "server" || k == "wait") && hasV && !on && v != "off" && v != "no" && v != "false" {
 			return "", "", false, fmt.Errorf("qmp: parameter '%s' expects 'on' or 'off'", k)
 		}
 		switch k {

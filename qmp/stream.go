@@ -363,6 +363,23 @@ type frame struct {
 	state frameState
 	v     Value
 	key   string
+	seen  map[string]struct{} // member names, once the object is big enough to need it
+}
+
+// hasKey reports a duplicate member name without quadratic cost on huge objects.
+func (f *frame) hasKey(k string) bool {
+	if f.seen == nil {
+		if len(f.v.Keys) < 16 {
+			_, dup := f.v.Get(k)
+			return dup
+		}
+		f.seen = make(map[string]struct{}, 2*len(f.v.Keys))
+		for _, x := range f.v.Keys {
+			f.seen[x] = struct{}{}
+		}
+	}
+	_, dup := f.seen[k]
+	return dup
 }
 
 func (p *parser) setErr(msg string) {
@@ -474,9 +491,12 @@ func (p *parser) deliver(v Value) {
 		f.key = v.Str
 		f.state = objColon
 	case objValue:
-		if _, dup := f.v.Get(f.key); dup {
+		if f.hasKey(f.key) {
 			p.setErr("duplicate key")
 			return
+		}
+		if f.seen != nil {
+			f.seen[f.key] = struct{}{}
 		}
 		f.v.Keys = append(f.v.Keys, f.key)
 		f.v.Items = append(f.v.Items, v)
