@@ -52,3 +52,9 @@ bench-external: build
 
 clean:
 	rm -rf $(BIN)
+
+# Random instruction sequences, QEMU against snapvm (tests/randinsn); go test runs 200 on QEMU only.
+RANDINSN_N ?= 5000
+.PHONY: randinsn
+randinsn:
+	$(GO) test -count=1 -timeout 60m -tags snapvm_e2e -run 'TestSnapvmMatchesQEMU' ./tests/randinsn -randinsn.n=$(RANDINSN_N)

@@ -1,0 +1,46 @@
+//go:build snapvm_e2e
+
+package randinsn
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/snapvm/snapvm/tests/vmrun"
+)
+
+// TestSnapvmMatchesQEMU runs every generated program on both machines and
+// compares the per-sequence lines. On a difference it names the program
+// (seed, mode) and sequence and keeps its ELF in the temporary directory.
+func TestSnapvmMatchesQEMU(t *testing.T) {
+	bin := vmrun.Snapvm(t)
+	for _, p := range programs(t, outDir(t)) {
+		q := runQEMU(t, p)
+		s, err := vmrun.Run(bin, vmrun.BootArgs(p.path), 5*time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.TimedOut || s.ExitCode != 0 {
+			t.Fatalf("%s on snapvm: timed out %v, exit %d\n%s\n%s", p.name, s.TimedOut, s.ExitCode, s.Output, s.Stderr)
+		}
+		ql := strings.Split(string(q.Output), "\n")
+		sl := strings.Split(string(s.Output), "\n")
+		for i := range ql {
+			if i >= len(sl) || ql[i] != sl[i] {
+				got := "<missing>"
+				if i < len(sl) {
+					got = sl[i]
+				}
+				keep := filepath.Join(os.TempDir(), p.name)
+				if err := os.WriteFile(keep, p.elf, 0o644); err != nil {
+					keep = "(could not keep the ELF: " + err.Error() + ")"
+				}
+				t.Fatalf("%s: sequence %d differs\n qemu:   %s\n snapvm: %s\nprogram kept as %s",
+					p.name, i, ql[i], got, keep)
+			}
+		}
+	}
+}
