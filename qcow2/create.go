@@ -22,7 +22,14 @@ type CreateOptions struct {
 // Create writes a fresh image with the layout qemu-img 7.2 produces: header cluster,
 // refcount table in cluster 1, first refcount block in cluster 2, L1 table from cluster 3.
 func Create(path string, o CreateOptions) error {
-	h, err := newHeader(path, o)
+	if o.Size == 0 && o.BackingFile != "" {
+		size, err := backingSize(path, o)
+		if err != nil {
+			return err
+		}
+		o.Size = size
+	}
+	h, err := newHeader(o)
 	if err != nil {
 		return err
 	}
@@ -57,7 +64,7 @@ func Create(path string, o CreateOptions) error {
 	return errors.Join(err, img.Close())
 }
 
-func newHeader(path string, o CreateOptions) (*Header, error) {
+func newHeader(o CreateOptions) (*Header, error) {
 	h := &Header{Version: 3, HeaderLength: headerV3WriteLen, RefcountOrder: defaultRefcountOrder}
 	switch o.Compat {
 	case "", "1.1", "v3":
@@ -92,13 +99,6 @@ func newHeader(path string, o CreateOptions) (*Header, error) {
 		if o.BackingFormat != "" {
 			h.BackingFormat = o.BackingFormat
 			h.Extensions = append(h.Extensions, HeaderExtension{Type: extBackingFmt, Data: []byte(o.BackingFormat)})
-		}
-		if o.Size == 0 {
-			size, err := backingSize(path, o)
-			if err != nil {
-				return nil, err
-			}
-			o.Size = size
 		}
 	}
 	if h.Version >= 3 && cs > 4096 {
