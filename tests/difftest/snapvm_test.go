@@ -18,10 +18,7 @@ func diffRun(t *testing.T, name string, timeout time.Duration, extra ...string) 
 	kernel := guestPath(t, name)
 	q := runQEMU(t, timeout, kernel, extra...)
 	finished(t, "qemu", q)
-	s, err := vmrun.Run(vmrun.Snapvm(t), vmrun.BootArgs(kernel, extra...), timeout)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := runSnapvm(t, timeout, kernel, extra...)
 	finished(t, "snapvm", s)
 	want, got := comparable(string(q.Output)), comparable(string(s.Output))
 	if want == got {
@@ -41,6 +38,24 @@ func diffRun(t *testing.T, name string, timeout time.Duration, extra ...string) 
 				name, i+1, w, g, s.Output, s.Stderr)
 		}
 	}
+}
+
+func runSnapvm(t *testing.T, timeout time.Duration, kernel string, extra ...string) vmrun.Result {
+	t.Helper()
+	r, err := vmrun.Run(vmrun.Snapvm(t), vmrun.BootArgs(kernel, extra...), timeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// The endless guests have no fixed output to compare; they get the same
+// checks as on QEMU, with more time for an interpreter.
+func TestTickerOnSnapvm(t *testing.T)    { checkTicker(t, runSnapvm, 10*time.Second) }
+func TestDiskcheckOnSnapvm(t *testing.T) { checkDiskcheck(t, runSnapvm, 10*time.Second) }
+func TestMemfillOnSnapvm(t *testing.T)   { checkMemfill(t, runSnapvm, 20*time.Second) }
+func TestDiskcheckWithoutDiskOnSnapvm(t *testing.T) {
+	checkDiskcheckWithoutDisk(t, runSnapvm)
 }
 
 func TestHelloMatchesQEMU(t *testing.T) {
