@@ -25,9 +25,9 @@ type fakeVM struct {
 
 type regSection struct{ value uint64 }
 
-func (r *regSection) SectionName() string              { return "reg" }
-func (r *regSection) SectionVersion() uint32           { return 1 }
-func (r *regSection) SaveSection(e *vmstate.Encoder)   { e.U64(r.value) }
+func (r *regSection) SectionName() string            { return "reg" }
+func (r *regSection) SectionVersion() uint32         { return 1 }
+func (r *regSection) SaveSection(e *vmstate.Encoder) { e.U64(r.value) }
 func (r *regSection) LoadSection(d *vmstate.Decoder, _ uint32) error {
 	r.value = d.U64()
 	return nil
