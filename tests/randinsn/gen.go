@@ -25,6 +25,10 @@ type Options struct {
 	Seqs  int  // sequences in the program (one output line each)
 	Insns int  // random items per sequence (an item is one instruction or a short group)
 	Traps bool // raise exceptions and change privilege on purpose
+	// Dump makes each sequence print three more lines after its hash line:
+	// x1..x31, the trap log (8 × mcause mtval mepc, oldest slot first by
+	// index), and the hash of the data area alone. Explain reads them.
+	Dump bool
 }
 
 const (
@@ -96,9 +100,10 @@ type gen struct {
 	a     *asm
 	r     *rand.Rand
 	traps bool
+	dump  bool
 
-	dataL, dataMidL, scratchL, scratchEndL, constL int
-	handlerL, reportL, printHexL, poweroffL, seqsL int
+	dataL, dataMidL, scratchL, scratchEndL, constL        int
+	handlerL, reportL, printHexL, poweroffL, seqsL, dumpL int
 }
 
 // Generate builds one program as an ELF image.
@@ -109,10 +114,10 @@ func Generate(o Options) ([]byte, error) {
 	if o.Insns <= 0 {
 		o.Insns = 1
 	}
-	g := &gen{a: newAsm(loadBase), r: rand.New(rand.NewSource(o.Seed)), traps: o.Traps}
+	g := &gen{a: newAsm(loadBase), r: rand.New(rand.NewSource(o.Seed)), traps: o.Traps, dump: o.Dump}
 	a := g.a
 	for _, l := range []*int{&g.dataL, &g.dataMidL, &g.scratchL, &g.scratchEndL, &g.constL,
-		&g.handlerL, &g.reportL, &g.printHexL, &g.poweroffL, &g.seqsL} {
+		&g.handlerL, &g.reportL, &g.printHexL, &g.poweroffL, &g.seqsL, &g.dumpL} {
 		*l = a.newLabel()
 	}
 	g.prologue()
@@ -162,6 +167,9 @@ func Generate(o Options) ([]byte, error) {
 	a.bind(g.scratchL)
 	a.buf = append(a.buf, make([]byte, scratchSz)...)
 	a.bind(g.scratchEndL)
+	if g.dump {
+		g.dumpState()
+	}
 	img, err := a.finish()
 	if err != nil {
 		return nil, err
@@ -253,8 +261,47 @@ func (g *gen) handler() {
 func (g *gen) report() {
 	a := g.a
 	a.bind(g.reportL)
-	a.la(t0, g.dataL)
-	a.la(t1, g.scratchEndL)
+	g.hash(g.dataL, g.scratchEndL)
+	a.fix(fixJ, g.printHexL)
+	a.emit32(jType(t0, 0))
+	a.li12(a1, ' ')
+	a.putc(a1)
+	a.la(t2, g.scratchL)
+	a.emit32(iType(opLoad, a0, 3, t2, scTrapCount))
+	a.fix(fixJ, g.printHexL)
+	a.emit32(jType(t0, 0))
+	a.li12(a1, '\n')
+	a.putc(a1)
+	// The dump routine lives after the data area so that it shifts no
+	// address a sequence can observe; without Dump its call is a nop.
+	if g.dump {
+		a.fix(fixJ, g.dumpL)
+		a.emit32(jType(t6, 0))
+	} else {
+		a.li12(zero, 0)
+	}
+	a.emit32(iType(opJalr, zero, 0, ra, 0))
+}
+
+// dumpState prints registers, trap log and data hash; returns through t6.
+func (g *gen) dumpState() {
+	a := g.a
+	a.bind(g.dumpL)
+	g.dumpWords(scRegs+8, 31)  // x1..x31
+	g.dumpWords(scTrapLog, 24) // trap log
+	g.hash(g.dataL, g.scratchL)
+	a.fix(fixJ, g.printHexL)
+	a.emit32(jType(t0, 0))
+	a.li12(a1, '\n')
+	a.putc(a1)
+	a.emit32(iType(opJalr, zero, 0, t6, 0))
+}
+
+// hash leaves in a0 the FNV-1a hash of the 64-bit words in [from, to).
+func (g *gen) hash(from, to int) {
+	a := g.a
+	a.la(t0, from)
+	a.la(t1, to)
 	a.la(t2, g.constL)
 	a.emit32(iType(opLoad, t3, 3, t2, 8))
 	a.emit32(iType(opLoad, t2, 3, t2, 0))
@@ -267,17 +314,26 @@ func (g *gen) report() {
 	a.fix(fixB, loop)
 	a.emit32(bType(6, t0, t1, 0)) // bltu
 	a.emit32(iType(opImm, a0, 0, t2, 0))
+}
+
+// dumpWords prints n words of the scratch area from off on one line.
+func (g *gen) dumpWords(off, n int) {
+	a := g.a
+	a.la(t1, g.scratchL)
+	a.emit32(iType(opImm, t1, 0, t1, int32(off)))
+	a.emit32(iType(opImm, t2, 0, t1, int32(8*n)))
+	loop := a.newLabel()
+	a.bind(loop)
+	a.emit32(iType(opLoad, a0, 3, t1, 0))
 	a.fix(fixJ, g.printHexL)
 	a.emit32(jType(t0, 0))
 	a.li12(a1, ' ')
 	a.putc(a1)
-	a.la(t2, g.scratchL)
-	a.emit32(iType(opLoad, a0, 3, t2, scTrapCount))
-	a.fix(fixJ, g.printHexL)
-	a.emit32(jType(t0, 0))
+	a.emit32(iType(opImm, t1, 0, t1, 8))
+	a.fix(fixB, loop)
+	a.emit32(bType(6, t1, t2, 0)) // bltu
 	a.li12(a1, '\n')
 	a.putc(a1)
-	a.emit32(iType(opJalr, zero, 0, ra, 0))
 }
 
 // printHex prints a0 as 16 hex digits; returns through t0.

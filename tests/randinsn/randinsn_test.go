@@ -70,10 +70,12 @@ var lineRE = regexp.MustCompile(`^([0-9a-f]{16}) ([0-9a-f]{16})$`)
 func parse(t *testing.T, p program, out []byte) (traps []uint64) {
 	t.Helper()
 	lines := strings.Split(strings.TrimSuffix(string(out), "\n"), "\n")
-	if len(lines) != p.opts.Seqs {
-		t.Fatalf("%s: %d output lines, want %d:\n%s", p.name, len(lines), p.opts.Seqs, out)
+	per := p.opts.LinesPerSeq()
+	if len(lines) != p.opts.Seqs*per {
+		t.Fatalf("%s: %d output lines, want %d:\n%s", p.name, len(lines), p.opts.Seqs*per, out)
 	}
-	for i, l := range lines {
+	for i := 0; i < len(lines); i += per {
+		l := lines[i]
 		m := lineRE.FindStringSubmatch(l)
 		if m == nil {
 			t.Fatalf("%s: sequence %d printed %q", p.name, i, l)
@@ -141,7 +143,49 @@ func TestGenerateIsDeterministic(t *testing.T) {
 	}
 	o.Seed++
 	c, _ := Generate(o)
+	o.Dump = true
+	if d, _ := Generate(o); string(d) == string(c) {
+		t.Fatal("Dump changed nothing")
+	}
 	if string(a) == string(c) {
 		t.Fatal("different seeds, same image")
+	}
+}
+
+// A Dump program prints the same hash lines plus the state, and Explain
+// finds a planted difference.
+func TestDumpOnQEMU(t *testing.T) {
+	dir := t.TempDir()
+	mk := func(dump bool) program {
+		o := Options{Seed: 5, Seqs: 4, Insns: 60, Traps: true, Dump: dump}
+		elf, err := Generate(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(dir, fmt.Sprintf("dump%v.elf", dump))
+		if err := os.WriteFile(path, elf, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return program{path, o, elf, path}
+	}
+	plain, dump := mk(false), mk(true)
+	po := runQEMU(t, plain).Output
+	do := runQEMU(t, dump).Output
+	parse(t, dump, do)
+	pl := strings.Split(string(po), "\n")
+	dl := strings.Split(string(do), "\n")
+	for i := 0; i < 4; i++ {
+		if pl[i] != dl[4*i] {
+			t.Fatalf("sequence %d: plain %q, dump %q", i, pl[i], dl[4*i])
+		}
+	}
+	if e := Explain(dump.opts, "a", do, "b", do); e != "no difference" {
+		t.Fatal(e)
+	}
+	cl := append([]string(nil), dl...)
+	cl[5] = "0123456789abcdef" + cl[5][16:]
+	e := Explain(dump.opts, "qemu", do, "other", []byte(strings.Join(cl, "\n")))
+	if !strings.Contains(e, "sequence 1 differs") || !strings.Contains(e, "x1: qemu "+dl[5][:16]) {
+		t.Fatalf("Explain said:\n%s", e)
 	}
 }

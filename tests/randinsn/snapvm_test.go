@@ -38,9 +38,30 @@ func TestSnapvmMatchesQEMU(t *testing.T) {
 				if err := os.WriteFile(keep, p.elf, 0o644); err != nil {
 					keep = "(could not keep the ELF: " + err.Error() + ")"
 				}
-				t.Fatalf("%s: sequence %d differs\n qemu:   %s\n snapvm: %s\nprogram kept as %s",
-					p.name, i, ql[i], got, keep)
+				t.Fatalf("%s: sequence %d differs\n qemu:   %s\n snapvm: %s\nprogram kept as %s\n%s",
+					p.name, i, ql[i], got, keep, explainWithDump(t, bin, p))
 			}
 		}
 	}
+}
+
+// explainWithDump reruns p's sequences in Dump mode on both machines and
+// names the registers, trap-log fields or data that differ.
+func explainWithDump(t *testing.T, bin string, p program) string {
+	o := p.opts
+	o.Dump = true
+	elf, err := Generate(o)
+	if err != nil {
+		return err.Error()
+	}
+	path := filepath.Join(t.TempDir(), "dump-"+p.name)
+	if err := os.WriteFile(path, elf, 0o644); err != nil {
+		return err.Error()
+	}
+	q := runQEMU(t, program{p.name, o, elf, path})
+	s, err := vmrun.Run(bin, vmrun.BootArgs(path), 5*time.Minute)
+	if err != nil {
+		return err.Error()
+	}
+	return Explain(o, "qemu", q.Output, "snapvm", s.Output)
 }

@@ -1,0 +1,71 @@
+package randinsn
+
+import (
+	"fmt"
+	"strings"
+)
+
+// LinesPerSeq is how many output lines one sequence prints.
+func (o Options) LinesPerSeq() int {
+	if o.Dump {
+		return 4
+	}
+	return 1
+}
+
+// Explain compares the outputs of a Dump program on two machines and
+// describes the first sequence that differs, field by field.
+func Explain(o Options, wantName string, want []byte, gotName string, got []byte) string {
+	wl := strings.Split(string(want), "\n")
+	gl := strings.Split(string(got), "\n")
+	per := o.LinesPerSeq()
+	for seq := 0; seq*per < len(wl); seq++ {
+		var diffs []string
+		for k := 0; k < per; k++ {
+			i := seq*per + k
+			if i >= len(wl) {
+				break
+			}
+			w := wl[i]
+			g := "<missing>"
+			if i < len(gl) {
+				g = gl[i]
+			}
+			if w == g {
+				continue
+			}
+			if k == 0 || k == 3 || !o.Dump {
+				what := "hash, trap count"
+				if k == 3 {
+					what = "data area hash"
+				}
+				diffs = append(diffs, fmt.Sprintf("  %s: %s %s, %s %s", what, wantName, w, gotName, g))
+				continue
+			}
+			wf, gf := strings.Fields(w), strings.Fields(g)
+			for j := 0; j < len(wf); j++ {
+				gv := "<missing>"
+				if j < len(gf) {
+					gv = gf[j]
+				}
+				if wf[j] == gv {
+					continue
+				}
+				var field string
+				if k == 1 {
+					field = fmt.Sprintf("x%d", j+1)
+				} else {
+					field = fmt.Sprintf("trap slot %d %s", j/3, []string{"mcause", "mtval", "mepc"}[j%3])
+				}
+				diffs = append(diffs, fmt.Sprintf("  %s: %s %s, %s %s", field, wantName, wf[j], gotName, gv))
+			}
+		}
+		if len(diffs) > 0 {
+			return fmt.Sprintf("sequence %d differs:\n%s", seq, strings.Join(diffs, "\n"))
+		}
+	}
+	if len(gl) != len(wl) {
+		return fmt.Sprintf("%s printed %d lines, %s %d", wantName, len(wl), gotName, len(gl))
+	}
+	return "no difference"
+}
