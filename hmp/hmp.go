@@ -19,8 +19,9 @@ import (
 type Handler func(ctx context.Context, args string) (string, error)
 
 type entry struct {
-	help string
-	h    Handler
+	display string // the registered name with its aliases, e.g. "stop|s"
+	help    string
+	h       Handler
 }
 
 // Commands is a set of HMP commands. "info X" subcommands are registered under their full
@@ -40,12 +41,20 @@ var Default = &Commands{cmds: map[string]entry{}}
 // Register adds a command to Default.
 func Register(name string, help string, h Handler) { Default.Register(name, help, h) }
 
-// Register adds a command. help is the text "help" prints after the name, either
+// Register adds a command. name may list aliases as QEMU's table does ("stop|s",
+// "info status"). help is the text "help" prints after the name, either
 // "PARAMS -- DESCRIPTION" or just a description.
 func (c *Commands) Register(name string, help string, h Handler) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.cmds[name] = entry{help: help, h: h}
+	e := entry{display: name, help: help, h: h}
+	prefix := ""
+	if rest, ok := strings.CutPrefix(name, "info "); ok {
+		prefix, name = "info ", rest
+	}
+	for _, alias := range strings.Split(name, "|") {
+		c.cmds[prefix+alias] = e
+	}
 }
 
 func (c *Commands) lookup(name string) (entry, bool) {
@@ -76,14 +85,26 @@ func (c *Commands) all() map[string]entry {
 	return out
 }
 
-// Names returns every command name, sorted.
+// Names returns every command as registered (with aliases), sorted.
 func (c *Commands) Names() []string {
+	seen := map[string]bool{}
 	var names []string
-	for n := range c.all() {
-		names = append(names, n)
+	for _, e := range c.all() {
+		if !seen[e.display] {
+			seen[e.display] = true
+			names = append(names, e.display)
+		}
 	}
 	sort.Strings(names)
 	return names
+}
+
+func (c *Commands) byDisplay() map[string]entry {
+	out := map[string]entry{}
+	for _, e := range c.all() {
+		out[e.display] = e
+	}
+	return out
 }
 
 func isSpace(b byte) bool {
@@ -153,16 +174,20 @@ func run(ctx context.Context, e entry, args string) (out string) {
 	return out
 }
 
+// helpLine formats like QEMU: "name params -- text", so an empty params gives two spaces.
 func helpLine(name string, e entry) string {
-	if strings.Contains(e.help, "-- ") {
-		return name + " " + e.help + "\n"
+	params, text := "", e.help
+	if rest, ok := strings.CutPrefix(e.help, "-- "); ok {
+		text = rest
+	} else if p, t, ok := strings.Cut(e.help, " -- "); ok {
+		params, text = p, t
 	}
-	return name + "  -- " + e.help + "\n"
+	return name + " " + params + " -- " + text + "\n"
 }
 
 func (c *Commands) helpPrefix(prefix string) string {
 	var sb strings.Builder
-	all := c.all()
+	all := c.byDisplay()
 	for _, n := range c.Names() {
 		if strings.HasPrefix(n, prefix) {
 			sb.WriteString(helpLine(n, all[n]))
@@ -173,15 +198,15 @@ func (c *Commands) helpPrefix(prefix string) string {
 
 // help lists every top-level command (or the one named), as QEMU's "help [cmd]".
 func (c *Commands) help(arg string) string {
-	all := c.all()
+	all := c.byDisplay()
 	if arg != "" {
 		if arg == "info" {
 			return c.helpPrefix("info ")
 		}
-		if e, ok := all[arg]; ok {
-			return helpLine(arg, e)
+		if e, ok := c.lookup(arg); ok {
+			return helpLine(e.display, e)
 		}
-		return c.helpPrefix(arg + " ")
+		return ""
 	}
 	var sb strings.Builder
 	names := c.Names()
