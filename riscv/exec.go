@@ -29,8 +29,7 @@ func (h *Hart) Run(budget uint64) StopReason {
 			return StopKicked
 		}
 		if h.mmu.staleCode.Load() {
-			h.mmu.staleCode.Store(false)
-			h.flushCode()
+			h.applyInvalidations()
 		}
 		h.checkInterrupts()
 		n := budget

@@ -212,6 +212,10 @@ func (h *Hart) signal() {
 // no timeout). It costs no CPU while waiting. Call it from the goroutine
 // that calls Run.
 func (h *Hart) WaitForInterrupt(timeout time.Duration) {
+	var deadline time.Time
+	if timeout > 0 {
+		deadline = time.Now().Add(timeout)
+	}
 	for {
 		if h.wfiWakeable() || h.kicked.Load() {
 			return
@@ -220,10 +224,14 @@ func (h *Hart) WaitForInterrupt(timeout time.Duration) {
 			<-h.wake
 			continue
 		}
+		left := time.Until(deadline)
+		if left <= 0 {
+			return
+		}
 		if h.waitT == nil {
-			h.waitT = time.NewTimer(timeout)
+			h.waitT = time.NewTimer(left)
 		} else {
-			h.waitT.Reset(timeout)
+			h.waitT.Reset(left)
 		}
 		select {
 		case <-h.wake:

@@ -2,6 +2,7 @@ package riscv
 
 import (
 	"encoding/binary"
+	"sync"
 	"sync/atomic"
 )
 
@@ -102,9 +103,13 @@ type mmuState struct {
 	free      []*codePage
 	scratch   codePage
 
-	// staleCode is set by InvalidateCode from other goroutines; the
-	// interpreter drops all decoded code when it sees it.
-	staleCode atomic.Bool
+	// staleCode is set by InvalidateCode (any goroutine) when pending
+	// holds ranges to invalidate.
+	staleCode     atomic.Bool
+	pendingMu     sync.Mutex
+	pending       [][2]uint64 // guarded by pendingMu
+	pendingAll    bool        // guarded by pendingMu
+	scratchRanges [][2]uint64
 }
 
 func (m *mmuState) init(h *Hart) {
@@ -150,15 +155,55 @@ func (h *Hart) flushAll() {
 }
 
 // InvalidateCode tells the hart that [physAddr, physAddr+n) of RAM was
-// written by someone other than the hart (device DMA through
-// memory.RAM.WriteAt). It is safe from any goroutine; the hart drops its
-// decoded-instruction cache before it next executes. Guests that load code
-// by DMA also execute FENCE.I, which has the same effect, so calling this is
-// only needed for guests that rely on hardware coherence.
+// written by someone other than the hart itself, e.g. device DMA through
+// memory.RAM.WriteAt. It is safe from any goroutine; the hart re-decodes the
+// affected instructions before it next executes them (at the latest when
+// Run next checks for interrupts, or at once if called during a Bus access
+// made by the hart). Pages that hold no decoded code cost one lookup.
+// Guests that load code by DMA execute FENCE.I as well, which drops all
+// decoded code, so this matters only for guests relying on coherence.
 func (h *Hart) InvalidateCode(physAddr, n uint64) {
-	_ = physAddr
-	_ = n
-	h.mmu.staleCode.Store(true)
+	m := &h.mmu
+	m.pendingMu.Lock()
+	if len(m.pending) < maxPendingRanges {
+		m.pending = append(m.pending, [2]uint64{physAddr, n})
+	} else {
+		m.pendingAll = true
+	}
+	m.pendingMu.Unlock()
+	m.staleCode.Store(true)
+}
+
+// maxPendingRanges bounds the queue of InvalidateCode ranges; beyond it all
+// decoded code is dropped instead.
+const maxPendingRanges = 64
+
+// applyInvalidations processes InvalidateCode calls (hart goroutine).
+func (h *Hart) applyInvalidations() {
+	m := &h.mmu
+	m.staleCode.Store(false)
+	m.pendingMu.Lock()
+	all := m.pendingAll
+	ranges := append(m.scratchRanges[:0], m.pending...)
+	m.pending = m.pending[:0]
+	m.pendingAll = false
+	m.pendingMu.Unlock()
+	m.scratchRanges = ranges
+	if all {
+		h.flushCode()
+		return
+	}
+	for _, r := range ranges {
+		pa, n := r[0], r[1]
+		if n == 0 || pa+n < pa {
+			continue
+		}
+		// Clip to RAM.
+		lo, hi := max(pa, h.ram.Base), min(pa+n, h.ram.Base+h.ram.Size())
+		if lo < hi {
+			h.invalidateRAM(lo-h.ram.Base, hi-lo)
+		}
+	}
 }
 
 // codePageFor returns the decoded page for RAM page rp, creating it.
@@ -450,5 +495,16 @@ func (h *Hart) amoAddr(va uint64, n int, acc int) (uint64, bool) {
 	if va&uint64(n-1) != 0 {
 		return h.fault(excLoadMisaligned, va)
 	}
-	return h.translate(va, acc)
+	t := &h.mmu.r
+	if acc == accW {
+		t = &h.mmu.w
+	}
+	if e := &t[va>>12&tlbMask]; e.tag == va>>12 {
+		return h.ram.Base + va + e.add, true
+	}
+	pa, ok := h.translate(va, acc)
+	if ok {
+		h.fillTLB(t, va, pa, acc == accW)
+	}
+	return pa, ok
 }

@@ -227,3 +227,42 @@ func TestKick(t *testing.T) {
 		t.Errorf("Run after kick = %v", s)
 	}
 }
+
+// TestConcurrentInputs drives the goroutine-safe inputs while the hart
+// runs; run with -race.
+func TestConcurrentInputs(t *testing.T) {
+	r := newRig(t)
+	// Handler: count, then clear mie.MSIE until the main loop re-enables it.
+	r.load(handler, prog(ADDI(s2, s2, 1), li(t1, mipMSIP), CSRRC(zero, csrMie, t1), MRET))
+	r.load(ramBase, prog(li(t0, handler), CSRW(csrMtvec, t0), CSRRSI(zero, csrMstatus, msMIE),
+		li(t1, mipMSIP), CSRRS(zero, csrMie, t1), ADDI(a0, a0, 1), JAL(zero, -8)))
+	r.h.SetPC(ramBase)
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			r.h.SetInterrupt(IRQ_MSIP, i%2 == 0)
+			r.h.InvalidateCode(ramBase, 64)
+			if i%16 == 0 {
+				r.h.Kick()
+			}
+			_ = r.h.Instret()
+			time.Sleep(50 * time.Microsecond)
+		}
+	}()
+	deadline := time.Now().Add(200 * time.Millisecond)
+	for time.Now().Before(deadline) {
+		r.h.Run(100000)
+	}
+	close(stop)
+	<-done
+	if r.reg(a0) == 0 || r.reg(s2) == 0 {
+		t.Errorf("loop iterations %d, interrupts %d", r.reg(a0), r.reg(s2))
+	}
+}
