@@ -86,3 +86,41 @@ func TestAMOMisaligned(t *testing.T) {
 	r.runProg(prog(li(s0, dataAddr+2), AMO(3, 3, a0, s0, a1), HALT()))
 	r.expectReg(a0, 1)
 }
+
+// TestAtomicsAcrossHarts: two harts on their own goroutines increment one
+// counter with amoadd.w and another with an LR/SC loop; no update is lost.
+func TestAtomicsAcrossHarts(t *testing.T) {
+	r := newRig(t)
+	const n = 20000
+	p := prog(
+		li(s0, dataAddr), li(a1, n), LI12(t2, 1),
+		AMO(0, 2, zero, s0, t2), // loop: amoadd.w zero, t2, (s0)
+		ADDI(s1, s0, 8),
+		AMO(2, 3, t3, s1, 0),  // retry: lr.d t3, (s1)
+		ADDI(t3, t3, 1),       //
+		AMO(3, 3, t4, s1, t3), // sc.d t4, t3, (s1)
+		BNE(t4, zero, -12),    // -> retry
+		ADDI(a1, a1, -1),
+		BNE(a1, zero, -28), // -> loop
+		HALT())
+	r.load(ramBase, p)
+	haltAt := uint64(ramBase + 4*(len(p)-1))
+	h2 := NewHart(1, r.ram, r.bus, r.clk)
+	h2.SetPC(ramBase)
+	r.h.SetPC(ramBase)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; i < 1000 && h2.PC() != haltAt; i++ {
+			h2.Run(1 << 16)
+		}
+	}()
+	r.runToHalt(1 << 26)
+	<-done
+	if got := r.rd64(dataAddr) & 0xffffffff; got != 2*n {
+		t.Errorf("amoadd counter %d, want %d", got, 2*n)
+	}
+	if got := r.rd64(dataAddr + 8); got != 2*n {
+		t.Errorf("lr/sc counter %d, want %d", got, 2*n)
+	}
+}

@@ -502,7 +502,9 @@ func (h *Hart) fetch16(va uint64) (uint32, bool) {
 	return uint32(v), true
 }
 
-// amo executes LR, SC and AMO instructions.
+// amo executes LR, SC and AMO instructions. On RAM they are host atomic
+// operations, so harts running on different goroutines see each other's
+// atomics as the ISA requires; on MMIO they are a load and a store.
 func (h *Hart) amo(d *dinsn) bool {
 	va := h.x[d.rs1&63]
 	n := 4
@@ -515,8 +517,10 @@ func (h *Hart) amo(d *dinsn) bool {
 		if !ok {
 			return false
 		}
-		v, ok := h.physLoad(pa, n, accR)
-		if !ok {
+		var v uint64
+		if off, ram := h.ramOffset(pa, uint64(n)); ram {
+			v = atomicLoad(h.mem, off, n)
+		} else if v, ok = h.physLoad(pa, n, accR); !ok {
 			h.excTval = va
 			return false
 		}
@@ -528,7 +532,7 @@ func (h *Hart) amo(d *dinsn) bool {
 		return true
 	case opSCW, opSCD:
 		// QEMU-style: succeeds if the reservation is for this address and
-		// memory still holds the value LR loaded.
+		// memory still holds the value LR loaded (compare-and-swap).
 		valid := h.resValid && h.resAddr == va
 		h.resValid = false
 		if !valid {
@@ -539,22 +543,34 @@ func (h *Hart) amo(d *dinsn) bool {
 		if !ok {
 			return false
 		}
-		cur, ok := h.physLoad(pa, n, accW)
-		if !ok {
-			h.excTval = va
-			return false
+		off, ram := h.ramOffset(pa, uint64(n))
+		if !ram {
+			// MMIO: no atomicity to offer; compare and store.
+			cur, ok := h.physLoad(pa, n, accW)
+			if !ok {
+				h.excTval = va
+				return false
+			}
+			if n == 4 {
+				cur = sext32(uint32(cur))
+			}
+			if cur != h.resVal {
+				h.x[d.rd&63] = 1
+				return true
+			}
+			if !h.physStore(pa, n, h.x[d.rs2&63]) {
+				h.excTval = va
+				return false
+			}
+			h.x[d.rd&63] = 0
+			return true
 		}
-		if n == 4 {
-			cur = sext32(uint32(cur))
-		}
-		if cur != h.resVal {
+		if !atomicCAS(h.mem, off, n, h.resVal, h.x[d.rs2&63]) {
 			h.x[d.rd&63] = 1
 			return true
 		}
-		if !h.physStore(pa, n, h.x[d.rs2&63]) {
-			h.excTval = va
-			return false
-		}
+		h.ram.MarkDirty(off)
+		h.invalidateRAM(off, uint64(n))
 		h.x[d.rd&63] = 0
 		return true
 	}
@@ -562,50 +578,60 @@ func (h *Hart) amo(d *dinsn) bool {
 	if !ok {
 		return false
 	}
+	src := h.x[d.rs2&63]
+	if off, ram := h.ramOffset(pa, uint64(n)); ram {
+		old := atomicRMW(h.mem, off, n, d.op, src)
+		h.ram.MarkDirty(off)
+		h.invalidateRAM(off, uint64(n))
+		h.x[d.rd&63] = old
+		return true
+	}
 	old, ok := h.physLoad(pa, n, accW)
 	if !ok {
 		h.excTval = va
 		return false
 	}
-	src := h.x[d.rs2&63]
 	if n == 4 {
 		old = sext32(uint32(old))
-		src = sext32(uint32(src))
 	}
-	var nv uint64
-	switch d.op {
-	case opAMOSWAPW, opAMOSWAPD:
-		nv = src
-	case opAMOADDW, opAMOADDD:
-		nv = old + src
-	case opAMOXORW, opAMOXORD:
-		nv = old ^ src
-	case opAMOANDW, opAMOANDD:
-		nv = old & src
-	case opAMOORW, opAMOORD:
-		nv = old | src
-	case opAMOMINW, opAMOMIND:
-		nv = uint64(min(int64(old), int64(src)))
-	case opAMOMAXW, opAMOMAXD:
-		nv = uint64(max(int64(old), int64(src)))
-	case opAMOMINUW, opAMOMINUD:
-		nv = min(old, src)
-	case opAMOMAXUW, opAMOMAXUD:
-		nv = max(old, src)
-	}
-	if n == 4 {
-		// Unsigned W comparisons use the 32-bit values.
-		switch d.op {
-		case opAMOMINUW:
-			nv = sext32(min(uint32(old), uint32(src)))
-		case opAMOMAXUW:
-			nv = sext32(max(uint32(old), uint32(src)))
-		}
-	}
-	if !h.physStore(pa, n, nv) {
+	if !h.physStore(pa, n, amoResult(d.op, old, src)) {
 		h.excTval = va
 		return false
 	}
 	h.x[d.rd&63] = old
 	return true
+}
+
+// amoResult computes an AMO's new memory value from the old one (both
+// sign-extended for W forms) and the source register.
+func amoResult(op uint8, old, src uint64) uint64 {
+	switch op {
+	case opAMOSWAPW, opAMOSWAPD:
+		return src
+	case opAMOADDW, opAMOADDD:
+		return old + src
+	case opAMOXORW, opAMOXORD:
+		return old ^ src
+	case opAMOANDW, opAMOANDD:
+		return old & src
+	case opAMOORW, opAMOORD:
+		return old | src
+	case opAMOMINW:
+		return uint64(min(int32(old), int32(src)))
+	case opAMOMAXW:
+		return uint64(max(int32(old), int32(src)))
+	case opAMOMINUW:
+		return uint64(min(uint32(old), uint32(src)))
+	case opAMOMAXUW:
+		return uint64(max(uint32(old), uint32(src)))
+	case opAMOMIND:
+		return uint64(min(int64(old), int64(src)))
+	case opAMOMAXD:
+		return uint64(max(int64(old), int64(src)))
+	case opAMOMINUD:
+		return min(old, src)
+	case opAMOMAXUD:
+		return max(old, src)
+	}
+	return old
 }

@@ -290,7 +290,7 @@ func (h *Hart) translate(va uint64, acc int) (uint64, bool) {
 	for level := 2; level >= 0; level-- {
 		pteAddr := a + (va>>(12+9*uint(level))&511)*8
 		off := pteAddr - h.ram.Base
-		if pteAddr < h.ram.Base || off+8 > h.ram.Size() {
+		if pteAddr < h.ram.Base || off >= h.ram.Size() || off+8 > h.ram.Size() {
 			return h.fault(accessFaultCause[acc], va)
 		}
 		pte := binary.LittleEndian.Uint64(h.mem[off:])
@@ -337,7 +337,11 @@ func (h *Hart) translate(va uint64, acc int) (uint64, bool) {
 			npte |= pteD
 		}
 		if npte != pte {
-			binary.LittleEndian.PutUint64(h.mem[off:], npte)
+			// Atomic, so another hart's concurrent PTE update is not
+			// lost; if the PTE changed meanwhile, walk again.
+			if !atomicCAS(h.mem, off, 8, pte, npte) {
+				return h.translate(va, acc)
+			}
 			h.ram.MarkDirty(off)
 			h.invalidateRAM(off, 8)
 		}
