@@ -51,7 +51,8 @@ type Server struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	dispatchMu sync.Mutex // held while a command runs
+	dispatchMu sync.Mutex // held while a command runs and its answer is queued
+	shutdown   bool       // guarded by dispatchMu: no more commands run
 
 	mu        sync.Mutex // guards the fields below
 	commands  map[string]*command
@@ -222,6 +223,26 @@ func (s *Server) Close() error {
 	return nil
 }
 
+// Shutdown ends the server gracefully: it waits for the command in progress, stops
+// running new ones, gives every client up to timeout to receive what is queued (the
+// answer to quit, the SHUTDOWN event), then closes everything.
+func (s *Server) Shutdown(timeout time.Duration) {
+	s.dispatchMu.Lock()
+	s.shutdown = true
+	s.dispatchMu.Unlock()
+	s.mu.Lock()
+	var ss []*session
+	for x := range s.sessions {
+		ss = append(ss, x)
+	}
+	s.mu.Unlock()
+	deadline := time.Now().Add(timeout)
+	for _, x := range ss {
+		x.flush(time.Until(deadline))
+	}
+	s.Close()
+}
+
 // ServeConn runs a QMP session on conn until the client disconnects or the server closes.
 // It sends the greeting first. It is what the listeners call for each connection, and
 // lets tests and embedders use any net.Conn (net.Pipe, an accepted socket).
@@ -300,11 +321,22 @@ func (s *Server) dispatch(ss *session, msg Value, perr error) []byte {
 
 type sessionKey struct{}
 
-// call runs one command under the dispatch lock. A panicking handler is reported as an
-// error to its client instead of taking the process down.
-func (s *Server) call(ss *session, cmd *command, args *Value) (ret Value, err *Error) {
+// handle answers one message. The dispatch lock covers both running the command and
+// queueing its answer, so Shutdown, which takes the lock, never loses an answer.
+func (s *Server) handle(ss *session, msg Value, perr error) {
 	s.dispatchMu.Lock()
 	defer s.dispatchMu.Unlock()
+	if s.shutdown {
+		return
+	}
+	if resp := s.dispatch(ss, msg, perr); resp != nil {
+		ss.queue(resp)
+	}
+}
+
+// call runs one command. A panicking handler is reported as an error to its client
+// instead of taking the process down. Preconditions: dispatchMu held.
+func (s *Server) call(ss *session, cmd *command, args *Value) (ret Value, err *Error) {
 	defer func() {
 		if r := recover(); r != nil {
 			s.log.Error("qmp: command panicked", "command", cmd.name, "panic", r, "stack", string(debug.Stack()))

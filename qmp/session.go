@@ -4,6 +4,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // session is one connected client. Its reader goroutine parses input and runs commands one
@@ -20,6 +21,7 @@ type session struct {
 	queued  int
 	done    bool // connection closed; nothing more is written
 	closing bool // input ended; write what is queued, then stop
+	writing bool // the writer holds a batch it has not finished writing
 	reason  string
 }
 
@@ -62,6 +64,20 @@ func (ss *session) closeLocked(reason string) {
 	ss.cond.Broadcast()
 }
 
+// flush waits up to timeout for the queued output to be written.
+func (ss *session) flush(timeout time.Duration) {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		ss.mu.Lock()
+		empty := len(ss.out) == 0 && !ss.writing || ss.done
+		ss.mu.Unlock()
+		if empty {
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 func (ss *session) writer(finished chan<- struct{}) {
 	defer close(finished)
 	for {
@@ -75,6 +91,7 @@ func (ss *session) writer(finished chan<- struct{}) {
 		}
 		batch := ss.out
 		ss.out, ss.queued = nil, 0
+		ss.writing = true
 		ss.mu.Unlock()
 		for _, m := range batch {
 			if _, err := ss.conn.Write(m); err != nil {
@@ -82,6 +99,9 @@ func (ss *session) writer(finished chan<- struct{}) {
 				return
 			}
 		}
+		ss.mu.Lock()
+		ss.writing = false
+		ss.mu.Unlock()
 	}
 }
 
@@ -97,11 +117,7 @@ func (ss *session) run() {
 
 	var st Stream
 	buf := make([]byte, 4096)
-	emit := func(msg Value, perr error) {
-		if resp := ss.srv.dispatch(ss, msg, perr); resp != nil {
-			ss.queue(resp)
-		}
-	}
+	emit := func(msg Value, perr error) { ss.srv.handle(ss, msg, perr) }
 	for {
 		n, err := ss.conn.Read(buf)
 		if n > 0 {
