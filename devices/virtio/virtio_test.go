@@ -109,7 +109,10 @@ func setup(t *testing.T, disk *memDisk, features uint32) *driver {
 	return d
 }
 
-func (d *driver) used() uint64 { q := queue{num: uint32(d.num), align: 4096, desc: d.desc}; return q.usedAddr() }
+func (d *driver) used() uint64 {
+	q := queue{num: uint32(d.num), align: 4096, desc: d.desc}
+	return q.usedAddr()
+}
 
 func (d *driver) put16(addr uint64, v uint16) {
 	var b [2]byte
