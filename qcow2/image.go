@@ -27,10 +27,19 @@ type OpenOptions struct {
 // maxBackingDepth bounds backing chains opened by name (a loop would otherwise recurse forever).
 const maxBackingDepth = 32
 
+// storage is the image file: *os.File, or a write recorder in the crash-consistency tests.
+type storage interface {
+	io.ReaderAt
+	io.WriterAt
+	Sync() error
+	Close() error
+	Stat() (os.FileInfo, error)
+}
+
 // Image is an open qcow2 image. It is safe for concurrent use: every method takes mu.
 type Image struct {
 	mu       sync.Mutex
-	f        *os.File
+	f        storage
 	path     string
 	readOnly bool
 	closed   bool
@@ -103,12 +112,12 @@ func openDepth(path string, o OpenOptions, depth int) (*Image, error) {
 	return img, nil
 }
 
-func openFile(f *os.File, path string, readOnly bool) (*Image, error) {
+func openFile(f storage, path string, readOnly bool) (*Image, error) {
 	return openFileMode(f, path, readOnly, false)
 }
 
 // openFileMode opens f; forCheck accepts dirty and corrupt images read-write (for repair).
-func openFileMode(f *os.File, path string, readOnly, forCheck bool) (*Image, error) {
+func openFileMode(f storage, path string, readOnly, forCheck bool) (*Image, error) {
 	st, err := f.Stat()
 	if err != nil {
 		return nil, err

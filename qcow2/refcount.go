@@ -279,6 +279,7 @@ func (img *Image) ensureRefblock(ti int64) error {
 		}
 		t := img.rbCache.insert(blockOff, int(img.cs))
 		clear(t.buf)
+		t.dirty = true
 		if tp == ti {
 			setRefEntry(t.buf, p&(int64(1)<<img.rbBits-1), img.refBits, 1)
 		}

@@ -144,45 +144,6 @@ func encodeSnapshots(snaps []snapshot) []byte {
 	return buf
 }
 
-// writeSnapshotTable replaces the on-disk table with snaps: allocate, flush, write, flush,
-// switch nb_snapshots+snapshots_offset with one 12-byte write, then free the old table.
-// All metadata the new entries reference must already be durable.
-func (img *Image) writeSnapshotTable(snaps []snapshot) error {
-	buf := encodeSnapshots(snaps)
-	if len(buf) > maxSnapshotsSize {
-		return fmt.Errorf("%w: snapshot table would exceed %d bytes (File too large)", ErrUnsupported, maxSnapshotsSize)
-	}
-	var newOff int64
-	if len(buf) > 0 {
-		var err error
-		if newOff, err = img.allocClusters((int64(len(buf)) + img.cs - 1) / img.cs); err != nil {
-			return err
-		}
-		if err := img.flushMeta(); err != nil {
-			return err
-		}
-		if _, err := img.f.WriteAt(buf, newOff); err != nil {
-			return err
-		}
-		if err := img.f.Sync(); err != nil {
-			return err
-		}
-	}
-	var hb [12]byte
-	binary.BigEndian.PutUint32(hb[:], uint32(len(snaps)))
-	binary.BigEndian.PutUint64(hb[4:], uint64(newOff))
-	if err := img.writeHeaderField(hdrOffNbSnapshots, hb[:]); err != nil {
-		return err
-	}
-	oldOff, oldLen := int64(img.hdr.SnapshotsOffset), int64(len(encodeSnapshots(img.snaps)))
-	img.hdr.NbSnapshots, img.hdr.SnapshotsOffset = uint32(len(snaps)), uint64(newOff)
-	img.snaps = snaps
-	if oldLen > 0 && oldOff != 0 {
-		return img.freeRangeNow(oldOff, oldLen)
-	}
-	return nil
-}
-
 // Snapshots lists the snapshots in table order.
 func (img *Image) Snapshots() []SnapshotInfo {
 	img.mu.Lock()
@@ -232,33 +193,30 @@ func (img *Image) newSnapshotID() string {
 	return strconv.FormatUint(maxID+1, 10)
 }
 
-// CreateSnapshot snapshots the active disk (and the vm-state area written so far): it
-// copies the active L1, takes a reference on every cluster of the tree and appends the
-// entry. Afterwards the vm-state area is discarded from the active L1. The ID is assigned
-// unless s.ID is set (which must then be unused).
+// CreateSnapshot snapshots the active disk (and the vm-state area written so far): the
+// snapshot gets a copy of the active L1 and a reference on every cluster of the tree, and
+// the vm-state area is discarded from the active L1 in the same atomic switch. The ID is
+// the largest numeric id plus one unless s.ID is set (it must then be unused). A zero date
+// is replaced by the current time; ICount is stored as given (math.MaxUint64 = none).
 func (img *Image) CreateSnapshot(s SnapshotInfo) (SnapshotInfo, error) {
 	img.mu.Lock()
 	defer img.mu.Unlock()
 	if err := img.writable(); err != nil {
 		return SnapshotInfo{}, err
 	}
-	sn, err := img.prepareSnapshot(s)
+	sn, err := img.newSnapshot(s)
 	if err != nil {
 		return SnapshotInfo{}, err
 	}
 	snaps := append(append([]snapshot(nil), img.snaps...), sn)
-	if err := img.writeSnapshotTable(snaps); err != nil {
-		// The tree references stay: at worst leaked clusters (qemu-img check -r leaks).
+	if err := img.switchTrees(img.snapshotSwitch(nil, snaps, sn.vmStateSize)); err != nil {
 		return SnapshotInfo{}, err
 	}
-	if err := img.discardVMState(sn.vmStateSize); err != nil {
-		return SnapshotInfo{}, err
-	}
-	return sn.info(), img.flushMeta()
+	return sn.info(), nil
 }
 
-// ReplaceSnapshot creates s and removes snapshot oldID in one snapshot-table update, so a
-// crash leaves either the old or the new snapshot whole. The old tree is released after.
+// ReplaceSnapshot creates s and removes snapshot oldID in one atomic switch, so a crash
+// leaves either the old or the new snapshot whole; the old tree is released by it.
 func (img *Image) ReplaceSnapshot(oldID string, s SnapshotInfo) (SnapshotInfo, error) {
 	img.mu.Lock()
 	defer img.mu.Unlock()
@@ -269,20 +227,18 @@ func (img *Image) ReplaceSnapshot(oldID string, s SnapshotInfo) (SnapshotInfo, e
 	for i := range img.snaps {
 		if img.snaps[i].id == oldID {
 			oi = i
+			break
 		}
 	}
 	if oi < 0 {
 		return SnapshotInfo{}, fmt.Errorf("%w: id %q", ErrSnapshotNotFound, oldID)
 	}
 	old := img.snaps[oi]
-	if err := img.validateSnapshotL1(&old); err != nil {
-		return SnapshotInfo{}, err
-	}
-	oldL1, err := img.readSnapshotL1(&old)
+	oldTree, err := img.snapshotTree(&old)
 	if err != nil {
 		return SnapshotInfo{}, err
 	}
-	sn, err := img.prepareSnapshot(s)
+	sn, err := img.newSnapshot(s)
 	if err != nil {
 		return SnapshotInfo{}, err
 	}
@@ -290,21 +246,24 @@ func (img *Image) ReplaceSnapshot(oldID string, s SnapshotInfo) (SnapshotInfo, e
 	snaps = append(snaps, img.snaps[:oi]...)
 	snaps = append(snaps, img.snaps[oi+1:]...)
 	snaps = append(snaps, sn)
-	if err := img.writeSnapshotTable(snaps); err != nil {
+	if err := img.switchTrees(img.snapshotSwitch([]tree{oldTree}, snaps, sn.vmStateSize)); err != nil {
 		return SnapshotInfo{}, err
 	}
-	if err := img.releaseSnapshotTree(&old, oldL1); err != nil {
-		return SnapshotInfo{}, err
-	}
-	if err := img.discardVMState(sn.vmStateSize); err != nil {
-		return SnapshotInfo{}, err
-	}
-	return sn.info(), img.flushMeta()
+	return sn.info(), nil
 }
 
-// prepareSnapshot writes the L1 copy and takes the tree references for a new entry; the
-// caller puts the entry into the table.
-func (img *Image) prepareSnapshot(s SnapshotInfo) (snapshot, error) {
+// snapshotSwitch describes "the current active tree becomes a snapshot's tree".
+func (img *Image) snapshotSwitch(release []tree, snaps []snapshot, vmStateSize uint64) *treeSwitch {
+	ts := &treeSwitch{release: release, activeL1: img.l1, snaps: snaps, size: img.hdr.Size}
+	if vmStateSize > 0 {
+		ts.vmOff = img.vmStateOffset()
+		ts.vmLen = (int64(vmStateSize) + img.cs - 1) &^ (img.cs - 1)
+	}
+	return ts
+}
+
+// newSnapshot builds the entry for a snapshot of the current active tree.
+func (img *Image) newSnapshot(s SnapshotInfo) (snapshot, error) {
 	if len(img.snaps) >= maxSnapshots {
 		return snapshot{}, fmt.Errorf("%w: too many snapshots (File too large)", ErrUnsupported)
 	}
@@ -313,6 +272,9 @@ func (img *Image) prepareSnapshot(s SnapshotInfo) (snapshot, error) {
 	}
 	if len(s.Name) > math.MaxUint16 || len(s.ID) > math.MaxUint16 {
 		return snapshot{}, fmt.Errorf("qcow2: snapshot name or id too long")
+	}
+	if s.VMStateSize > uint64(math.MaxInt64/2) {
+		return snapshot{}, fmt.Errorf("qcow2: vm state size %d out of range", s.VMStateSize)
 	}
 	if s.ID == "" {
 		s.ID = img.newSnapshotID()
@@ -327,36 +289,25 @@ func (img *Image) prepareSnapshot(s SnapshotInfo) (snapshot, error) {
 		now := time.Now()
 		s.DateSec, s.DateNsec = uint32(now.Unix()), uint32(now.Nanosecond()/1000*1000)
 	}
-	sn := snapshot{id: s.ID, name: s.Name, dateSec: s.DateSec, dateNsec: s.DateNsec,
+	return snapshot{id: s.ID, name: s.Name, dateSec: s.DateSec, dateNsec: s.DateNsec,
 		vmClockNsec: s.VMClockNsec, vmStateSize: s.VMStateSize, icount: s.ICount,
-		diskSize: img.hdr.Size, l1Size: uint32(len(img.l1))}
-	// Everything the L1 copy points to must be on disk first.
-	if err := img.flushMeta(); err != nil {
-		return snapshot{}, err
+		diskSize: img.hdr.Size, l1Off: uint64(img.l1Off), l1Size: uint32(len(img.l1))}, nil
+}
+
+// snapshotTree validates and reads a snapshot's L1 table.
+func (img *Image) snapshotTree(s *snapshot) (tree, error) {
+	if err := img.validateSnapshotL1(s); err != nil {
+		return tree{}, err
 	}
-	if len(img.l1) > 0 {
-		bytes := int64(len(img.l1)) * 8
-		off, err := img.allocClusters((bytes + img.cs - 1) / img.cs)
-		if err != nil {
-			return snapshot{}, err
-		}
-		buf := make([]byte, bytes)
-		for i, v := range img.l1 {
-			binary.BigEndian.PutUint64(buf[i*8:], v)
-		}
-		if _, err := img.f.WriteAt(buf, off); err != nil {
-			return snapshot{}, err
-		}
-		sn.l1Off = uint64(off)
+	l1, err := img.readSnapshotL1(s)
+	if err != nil {
+		return tree{}, err
 	}
-	if err := img.updateTree(img.l1, 1, true); err != nil {
-		return snapshot{}, err
-	}
-	// Refcounts, then the cleared COPIED flags, then (by the caller) the table entry.
-	if err := img.flushMeta(); err != nil {
-		return snapshot{}, err
-	}
-	return sn, img.f.Sync()
+	return tree{l1: l1, off: int64(s.l1Off), size: int64(s.l1Size)}, nil
+}
+
+func (img *Image) activeTree() tree {
+	return tree{l1: img.l1, off: img.l1Off, size: int64(len(img.l1))}
 }
 
 func (img *Image) validateSnapshotL1(s *snapshot) error {
@@ -377,105 +328,8 @@ func (img *Image) readSnapshotL1(s *snapshot) ([]uint64, error) {
 	return readTable(img.f, int64(s.l1Off), int64(s.l1Size), st.Size(), "Snapshot L1 table")
 }
 
-// updateTree adds delta to the refcount of every L2 table and cluster reachable from l1
-// (compressed clusters by their byte range). With active set, l1 is the active table and
-// COPIED flags in it and its L2 tables are recomputed from the resulting refcounts.
-// Without active, L2 COPIED flags are still cleared where refcounts exceed one.
-func (img *Image) updateTree(l1 []uint64, delta int64, active bool) error {
-	for i, l1e := range l1 {
-		l2off, err := img.l2TableOffset(l1e, int64(i))
-		if err != nil {
-			return err
-		}
-		if l2off == 0 {
-			continue
-		}
-		t, err := img.loadL2(l2off)
-		if err != nil {
-			return err
-		}
-		for j := int64(0); j < img.l2Entries(); j++ {
-			e := binary.BigEndian.Uint64(t.buf[j*8:])
-			if e == 0 {
-				continue
-			}
-			ne := e
-			if e&oflagCompressed != 0 {
-				if delta != 0 {
-					off, n := img.compressedRange(e)
-					for c := off >> img.clusterBits; c <= (off+n-1)>>img.clusterBits; c++ {
-						if err := img.addRef(c, delta); err != nil {
-							return err
-						}
-					}
-				}
-				ne &^= oflagCopied
-			} else if host := int64(e & l2eOffsetMask); host != 0 {
-				if host%img.cs != 0 {
-					return formatErr(l2off+j*8, "L2 entry %#x: cluster offset not aligned", e)
-				}
-				if delta != 0 {
-					if err := img.addRef(host>>img.clusterBits, delta); err != nil {
-						return err
-					}
-				}
-				rc, err := img.refcount(host >> img.clusterBits)
-				if err != nil {
-					return err
-				}
-				if rc == 1 && active {
-					ne |= oflagCopied
-				} else if rc != 1 {
-					ne &^= oflagCopied
-				}
-			}
-			if ne != e && (active || delta > 0) {
-				// The L2 table may have been evicted by refcount-block traffic; reload.
-				if t, err = img.loadL2(l2off); err != nil {
-					return err
-				}
-				binary.BigEndian.PutUint64(t.buf[j*8:], ne)
-				t.dirty = true
-			}
-		}
-		if delta != 0 {
-			if err := img.addRef(l2off>>img.clusterBits, delta); err != nil {
-				return err
-			}
-		}
-		if active {
-			rc, err := img.refcount(l2off >> img.clusterBits)
-			if err != nil {
-				return err
-			}
-			ne := l1e &^ oflagCopied
-			if rc == 1 {
-				ne |= oflagCopied
-			}
-			if ne != l1e {
-				l1[i] = ne
-				img.markL1Dirty(i)
-			}
-		}
-	}
-	return nil
-}
-
-// releaseSnapshotTree drops the references of a snapshot no longer in the table and frees
-// its L1 table, then recomputes COPIED flags of the active tree.
-func (img *Image) releaseSnapshotTree(s *snapshot, l1 []uint64) error {
-	if err := img.updateTree(l1, -1, false); err != nil {
-		return err
-	}
-	if s.l1Size > 0 {
-		if err := img.freeRangeNow(int64(s.l1Off), int64(s.l1Size)*8); err != nil {
-			return err
-		}
-	}
-	return img.updateTree(img.l1, 0, true)
-}
-
-// ApplySnapshot reverts the active disk to a snapshot (qemu-img snapshot -a).
+// ApplySnapshot reverts the active disk to a snapshot (qemu-img snapshot -a): the disk
+// size becomes the snapshot's, and the active tree becomes a copy of the snapshot's tree.
 func (img *Image) ApplySnapshot(idOrName string) error {
 	img.mu.Lock()
 	defer img.mu.Unlock()
@@ -487,60 +341,28 @@ func (img *Image) ApplySnapshot(idOrName string) error {
 		return fmt.Errorf("%w: %q", ErrSnapshotNotFound, idOrName)
 	}
 	sn := img.snaps[i]
-	if err := img.validateSnapshotL1(&sn); err != nil {
-		return err
-	}
-	snL1, err := img.readSnapshotL1(&sn)
+	st, err := img.snapshotTree(&sn)
 	if err != nil {
 		return err
 	}
-	if err := img.flushMeta(); err != nil {
-		return err
+	h := img.hdr
+	h.Size = sn.diskSize
+	if h.Size > math.MaxInt64 || h.l1VMStateIndex() > maxL1Size/8 {
+		return formatErr(int64(img.hdr.SnapshotsOffset), "snapshot %s has an invalid disk size", sn.id)
 	}
-	if sn.diskSize != img.hdr.Size {
-		if err := img.setSize(sn.diskSize); err != nil {
-			return err
-		}
-	}
-	if int(sn.l1Size) > len(img.l1) {
-		if err := img.growL1(int(sn.l1Size), true); err != nil {
-			return err
-		}
-	}
-	// Take the snapshot tree's references (and clear its stale COPIED flags) first.
-	if err := img.updateTree(snL1, 1, false); err != nil {
-		return err
-	}
-	if err := img.flushMeta(); err != nil {
-		return err
-	}
-	if err := img.f.Sync(); err != nil {
-		return err
-	}
-	newL1 := make([]uint64, len(img.l1))
-	for j, v := range snL1 {
-		// Every L2 table is now shared with the snapshot: COPIED must be clear on disk.
-		newL1[j] = v &^ oflagCopied
-	}
-	oldL1 := img.l1
-	img.l1 = newL1
-	if err := img.writeL1Range(0, len(newL1)); err != nil {
-		img.l1 = oldL1
-		return err
-	}
-	if err := img.f.Sync(); err != nil {
-		return err
-	}
-	if err := img.updateTree(oldL1, -1, false); err != nil {
-		return err
-	}
-	if err := img.updateTree(img.l1, 0, true); err != nil {
-		return err
-	}
-	return img.flushMeta()
+	n := max(len(img.l1), int(sn.l1Size), int(h.l1VMStateIndex()))
+	l1 := make([]uint64, n)
+	copy(l1, st.l1)
+	return img.switchTrees(&treeSwitch{
+		release:  []tree{img.activeTree()},
+		activeL1: l1,
+		snaps:    append([]snapshot(nil), img.snaps...),
+		size:     sn.diskSize,
+	})
 }
 
-// DeleteSnapshot removes the first snapshot matching both non-empty keys.
+// DeleteSnapshot removes the first snapshot matching both non-empty keys and releases its
+// clusters; COPIED flags of the active tree are updated in the same atomic switch.
 func (img *Image) DeleteSnapshot(id, name string) error {
 	img.mu.Lock()
 	defer img.mu.Unlock()
@@ -561,24 +383,17 @@ func (img *Image) DeleteSnapshot(id, name string) error {
 		return fmt.Errorf("%w: id %q name %q", ErrSnapshotNotFound, id, name)
 	}
 	sn := img.snaps[idx]
-	if err := img.validateSnapshotL1(&sn); err != nil {
-		return err
-	}
-	l1, err := img.readSnapshotL1(&sn)
+	st, err := img.snapshotTree(&sn)
 	if err != nil {
-		return err
-	}
-	if err := img.flushMeta(); err != nil {
 		return err
 	}
 	snaps := make([]snapshot, 0, len(img.snaps)-1)
 	snaps = append(snaps, img.snaps[:idx]...)
 	snaps = append(snaps, img.snaps[idx+1:]...)
-	if err := img.writeSnapshotTable(snaps); err != nil {
-		return err
-	}
-	if err := img.releaseSnapshotTree(&sn, l1); err != nil {
-		return err
-	}
-	return img.flushMeta()
+	return img.switchTrees(&treeSwitch{
+		release:  []tree{st, img.activeTree()},
+		activeL1: img.l1,
+		snaps:    snaps,
+		size:     img.hdr.Size,
+	})
 }
