@@ -8,7 +8,7 @@ import (
 // LinesPerSeq is how many output lines one sequence prints.
 func (o Options) LinesPerSeq() int {
 	if o.Dump {
-		return 4
+		return 5
 	}
 	return 1
 }
@@ -52,10 +52,17 @@ func Explain(o Options, wantName string, want []byte, gotName string, got []byte
 					continue
 				}
 				var field string
-				if k == 1 {
+				switch k {
+				case 1:
 					field = fmt.Sprintf("x%d", j+1)
-				} else {
+				case 4:
+					field = fmt.Sprintf("data word %#x (middle%+d)", loadBaseData(o)+uint64(8*j), 8*j-dataSize/2)
+				default:
 					field = fmt.Sprintf("trap slot %d %s", j/3, []string{"mcause", "mtval", "mepc"}[j%3])
+				}
+				if len(diffs) >= 12 {
+					diffs = append(diffs, "  ...")
+					break
 				}
 				diffs = append(diffs, fmt.Sprintf("  %s: %s %s, %s %s", field, wantName, wf[j], gotName, gv))
 			}
@@ -68,4 +75,13 @@ func Explain(o Options, wantName string, want []byte, gotName string, got []byte
 		return fmt.Sprintf("%s printed %d lines, %s %d", wantName, len(wl), gotName, len(gl))
 	}
 	return "no difference"
+}
+
+// loadBaseData is the data area's address in o's program.
+func loadBaseData(o Options) uint64 {
+	addr, err := DataAddress(o)
+	if err != nil {
+		return 0
+	}
+	return addr
 }

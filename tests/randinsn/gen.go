@@ -25,9 +25,9 @@ type Options struct {
 	Seqs  int  // sequences in the program (one output line each)
 	Insns int  // random items per sequence (an item is one instruction or a short group)
 	Traps bool // raise exceptions and change privilege on purpose
-	// Dump makes each sequence print three more lines after its hash line:
-	// x1..x31, the trap log (8 × mcause mtval mepc, oldest slot first by
-	// index), and the hash of the data area alone. Explain reads them.
+	// Dump makes each sequence print four more lines after its hash line:
+	// x1..x31, the trap log (8 slots of mcause mtval mepc), the hash of the
+	// data area alone and the data area's 512 words. Explain reads them.
 	Dump bool
 }
 
@@ -108,6 +108,20 @@ type gen struct {
 
 // Generate builds one program as an ELF image.
 func Generate(o Options) ([]byte, error) {
+	_, elf, err := generate(o)
+	return elf, err
+}
+
+// DataAddress is where o's program keeps its 4 KiB data area.
+func DataAddress(o Options) (uint64, error) {
+	g, _, err := generate(o)
+	if err != nil {
+		return 0, err
+	}
+	return g.a.base + uint64(g.a.labels[g.dataL]), nil
+}
+
+func generate(o Options) (*gen, []byte, error) {
 	if o.Seqs <= 0 {
 		o.Seqs = 1
 	}
@@ -172,9 +186,9 @@ func Generate(o Options) ([]byte, error) {
 	}
 	img, err := a.finish()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return wrapELF(img, loadBase), nil
+	return g, wrapELF(img, loadBase), nil
 }
 
 func (g *gen) value() uint64 {
@@ -294,6 +308,7 @@ func (g *gen) dumpState() {
 	a.emit32(jType(t0, 0))
 	a.li12(a1, '\n')
 	a.putc(a1)
+	g.dumpWords(-dataSize, dataSize/8) // the data area itself
 	a.emit32(iType(opJalr, zero, 0, t6, 0))
 }
 
@@ -316,12 +331,16 @@ func (g *gen) hash(from, to int) {
 	a.emit32(iType(opImm, a0, 0, t2, 0))
 }
 
-// dumpWords prints n words of the scratch area from off on one line.
+// dumpWords prints n words from scratch+off on one line.
 func (g *gen) dumpWords(off, n int) {
 	a := g.a
 	a.la(t1, g.scratchL)
-	a.emit32(iType(opImm, t1, 0, t1, int32(off)))
-	a.emit32(iType(opImm, t2, 0, t1, int32(8*n)))
+	a.emit32(uType(opLui, t2, uint32(off+0x800)>>12))
+	a.emit32(iType(opImm, t2, 0, t2, int32(off)<<20>>20))
+	a.emit32(rType(opReg, t1, 0, t1, t2, 0))
+	a.emit32(uType(opLui, t2, uint32(8*n+0x800)>>12))
+	a.emit32(iType(opImm, t2, 0, t2, int32(8*n)<<20>>20))
+	a.emit32(rType(opReg, t2, 0, t2, t1, 0))
 	loop := a.newLabel()
 	a.bind(loop)
 	a.emit32(iType(opLoad, a0, 3, t1, 0))

@@ -174,18 +174,19 @@ func TestDumpOnQEMU(t *testing.T) {
 	parse(t, dump, do)
 	pl := strings.Split(string(po), "\n")
 	dl := strings.Split(string(do), "\n")
+	per := dump.opts.LinesPerSeq()
 	for i := 0; i < 4; i++ {
-		if pl[i] != dl[4*i] {
-			t.Fatalf("sequence %d: plain %q, dump %q", i, pl[i], dl[4*i])
+		if pl[i] != dl[per*i] {
+			t.Fatalf("sequence %d: plain %q, dump %q", i, pl[i], dl[per*i])
 		}
 	}
 	if e := Explain(dump.opts, "a", do, "b", do); e != "no difference" {
 		t.Fatal(e)
 	}
 	cl := append([]string(nil), dl...)
-	cl[5] = "0123456789abcdef" + cl[5][16:]
+	cl[per+1] = "0123456789abcdef" + cl[per+1][16:]
 	e := Explain(dump.opts, "qemu", do, "other", []byte(strings.Join(cl, "\n")))
-	if !strings.Contains(e, "sequence 1 differs") || !strings.Contains(e, "x1: qemu "+dl[5][:16]) {
+	if !strings.Contains(e, "sequence 1 differs") || !strings.Contains(e, "x1: qemu "+dl[per+1][:16]) {
 		t.Fatalf("Explain said:\n%s", e)
 	}
 }
