@@ -307,23 +307,35 @@ func (h *Hart) csrWrite(n uint32, v uint64) bool {
 			return false
 		}
 		i := (n - csrPmpcfg0) / 2
+		if i >= pmpEntries/8 {
+			return true // no such entries: WARL zero
+		}
 		var out uint64
 		for b := 0; b < 8; b++ { // a locked entry ignores writes; W without R is reserved
 			old := c.pmpcfg[i] >> (8 * b) & 0xff
 			nb := v >> (8 * b) & 0x9f
-			if old&0x80 != 0 {
+			if old&pmpL != 0 {
 				nb = old
-			} else if nb&3 == 2 {
-				nb &^= 3
+			} else if nb&(pmpR|pmpW) == pmpW {
+				nb &^= pmpR | pmpW
 			}
 			out |= nb << (8 * b)
 		}
 		c.pmpcfg[i] = out
+		h.updatePMP()
+		h.flushTLB()
 		return true
 	case n >= csrPmpaddr0 && n < csrPmpaddr0+64:
-		i := n - csrPmpaddr0
-		if c.pmpcfg[i/8]>>(8*(i%8))&0x80 == 0 {
+		i := int(n - csrPmpaddr0)
+		if i >= pmpEntries {
+			return true // WARL zero
+		}
+		// A locked entry, or a locked TOR entry above it, freezes the address.
+		locked := c.pmpCfg(i)&pmpL != 0 ||
+			i+1 < pmpEntries && c.pmpCfg(i+1)&pmpL != 0 && c.pmpCfg(i+1)>>3&3 == pmpTOR
+		if !locked {
 			c.pmpaddr[i] = v & (1<<54 - 1)
+			h.flushTLB()
 		}
 		return true
 	}

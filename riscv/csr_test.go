@@ -83,10 +83,16 @@ func TestCSRIllegal(t *testing.T) {
 	}
 }
 
+// pmpAll returns code giving S and U access to everything through PMP
+// entry 0 (as OpenSBI's last entry does).
+func pmpAll() []uint32 {
+	return prog(LI12(t0, -1), CSRW(csrPmpaddr0, t0), LI12(t0, pmpNAPOT<<3|pmpR|pmpW|pmpX), CSRW(csrPmpcfg0, t0))
+}
+
 // enterMode returns code that drops from M to priv p at the code that
 // follows it.
 func enterMode(p uint64) []uint32 {
-	c := prog(li(t0, 3<<11), CSRRC(zero, csrMstatus, t0), li(t0, p<<11), CSRRS(zero, csrMstatus, t0), AUIPC(t0, 0))
+	c := prog(pmpAll(), li(t0, 3<<11), CSRRC(zero, csrMstatus, t0), li(t0, p<<11), CSRRS(zero, csrMstatus, t0), AUIPC(t0, 0))
 	c = append(c, ADDI(t0, t0, 16), CSRW(csrMepc, t0), MRET)
 	return c
 }

@@ -453,12 +453,12 @@ func (h *Hart) decodeSlot(cp *codePage, idx uint64) {
 // scratch page holding just this instruction when the code is not in RAM.
 // nil means an exception was recorded.
 func (h *Hart) fetchPage(pc uint64) *codePage {
-	pa, ok := h.translate(pc, accX)
+	pa, cache, ok := h.access(pc, 2, accX)
 	if !ok {
 		return nil
 	}
 	off, ok := h.ramOffset(pa&^4095, 4096)
-	if !ok {
+	if !ok || !cache {
 		return h.fetchScratch(pc)
 	}
 	cp := h.codePageFor(off >> 12)
@@ -490,7 +490,7 @@ func (h *Hart) fetchScratch(pc uint64) *codePage {
 }
 
 func (h *Hart) fetch16(va uint64) (uint32, bool) {
-	pa, ok := h.translate(va, accX)
+	pa, _, ok := h.access(va, 2, accX)
 	if !ok {
 		return 0, false
 	}

@@ -111,6 +111,9 @@ type Hart struct {
 	endSlice bool
 
 	mmu mmuState // TLBs and the decoded-code cache (derived)
+
+	pmpActive bool // some PMP entry is on (derived from pmpcfg)
+	pmpLocked bool // some active PMP entry is locked (derived)
 }
 
 // NewHart creates hart id on the given RAM, bus and time source, and resets
@@ -135,6 +138,7 @@ func (h *Hart) Reset(pc uint64) {
 	h.priv = privM
 	h.wfi = false
 	h.csr.reset()
+	h.updatePMP()
 	h.resValid = false
 	h.instret = 0
 	h.instretPub.Store(0)

@@ -293,6 +293,9 @@ func (h *Hart) translate(va uint64, acc int) (uint64, bool) {
 		if pteAddr < h.ram.Base || off >= h.ram.Size() || off+8 > h.ram.Size() {
 			return h.fault(accessFaultCause[acc], va)
 		}
+		if !h.pmpCheck(pteAddr, 8, accR, privS) {
+			return h.fault(accessFaultCause[acc], va)
+		}
 		pte := binary.LittleEndian.Uint64(h.mem[off:])
 		if pte&pteV == 0 || pte&(pteR|pteW) == pteW || pte>>54 != 0 {
 			return h.fault(pageFaultCause[acc], va)
@@ -449,11 +452,13 @@ func (h *Hart) loadSlow(va uint64, n int) (uint64, bool) {
 		}
 		return v, true
 	}
-	pa, ok := h.translate(va, accR)
+	pa, cache, ok := h.access(va, n, accR)
 	if !ok {
 		return 0, false
 	}
-	h.fillTLB(&h.mmu.r, va, pa, false)
+	if cache {
+		h.fillTLB(&h.mmu.r, va, pa, false)
+	}
 	v, ok := h.physLoad(pa, n, accR)
 	if !ok {
 		h.excTval = va
@@ -467,10 +472,10 @@ func (h *Hart) loadSlow(va uint64, n int) (uint64, bool) {
 func (h *Hart) storeSlow(va uint64, n int, v uint64) bool {
 	if va&4095+uint64(n) > 4096 {
 		// Check both pages before writing anything.
-		if _, ok := h.translate(va, accW); !ok {
+		if _, _, ok := h.access(va, 1, accW); !ok {
 			return false
 		}
-		if _, ok := h.translate(va+uint64(n)-1, accW); !ok {
+		if _, _, ok := h.access(va+uint64(n)-1, 1, accW); !ok {
 			return false
 		}
 		for i := 0; i < n; i++ {
@@ -480,11 +485,13 @@ func (h *Hart) storeSlow(va uint64, n int, v uint64) bool {
 		}
 		return true
 	}
-	pa, ok := h.translate(va, accW)
+	pa, cache, ok := h.access(va, n, accW)
 	if !ok {
 		return false
 	}
-	h.fillTLB(&h.mmu.w, va, pa, true)
+	if cache {
+		h.fillTLB(&h.mmu.w, va, pa, true)
+	}
 	if !h.physStore(pa, n, v) {
 		h.excTval = va
 		return false
@@ -506,8 +513,8 @@ func (h *Hart) amoAddr(va uint64, n int, acc int) (uint64, bool) {
 	if e := &t[va>>12&tlbMask]; e.tag == va>>12 {
 		return h.ram.Base + va + e.add, true
 	}
-	pa, ok := h.translate(va, acc)
-	if ok {
+	pa, cache, ok := h.access(va, n, acc)
+	if ok && cache {
 		h.fillTLB(t, va, pa, acc == accW)
 	}
 	return pa, ok

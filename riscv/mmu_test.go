@@ -36,7 +36,7 @@ func (r *rig) setupSv39() []uint32 {
 	r.wr64(ptL0+3*8, pte(pa4K+0x2000, pteR|pteW))                          // V=0
 	r.wr64(ptL0+4*8, pte(pa4K+0x3000, pteV|pteR|pteW|pteX|pteU|pteA|pteD)) // user
 	r.wr64(ptL0+5*8, pte(pa4K+0x4000, pteV|pteX|pteA))                     // execute-only
-	return prog(r.withHandler(), li(t0, satpModeSv39<<60|ptRoot>>12), CSRW(csrSatp, t0), SFENCEVMA(0, 0), enterMode(1))
+	return prog(r.withHandler(), pmpAll(), li(t0, satpModeSv39<<60|ptRoot>>12), CSRW(csrSatp, t0), SFENCEVMA(0, 0), enterMode(1))
 }
 
 func TestSv39Translation(t *testing.T) {

@@ -96,6 +96,7 @@ func (h *Hart) LoadSection(d *vmstate.Decoder, version uint32) error {
 	h.instret = n.instret
 	h.instretPub.Store(n.instret)
 	h.csr = n.csr
+	h.updatePMP()
 	h.flushAll()
 	return nil
 }
@@ -139,6 +140,9 @@ func (n *Hart) validate() error {
 		return fmt.Errorf("WFI state in U-mode")
 	}
 	for i, v := range c.pmpcfg {
+		if i >= pmpEntries/8 && v != 0 {
+			return fmt.Errorf("pmpcfg%d %#x: only %d PMP entries exist", 2*i, v, pmpEntries)
+		}
 		for b := 0; b < 8; b++ {
 			if cb := v >> (8 * b) & 0xff; cb&0x60 != 0 || cb&3 == 2 {
 				return fmt.Errorf("bad pmpcfg%d %#x", 2*i, v)
@@ -146,7 +150,7 @@ func (n *Hart) validate() error {
 		}
 	}
 	for i, v := range c.pmpaddr {
-		if v>>54 != 0 {
+		if v>>54 != 0 || i >= pmpEntries && v != 0 {
 			return fmt.Errorf("bad pmpaddr%d %#x", i, v)
 		}
 	}

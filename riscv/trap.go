@@ -127,6 +127,11 @@ func (h *Hart) system(d *dinsn) bool {
 		}
 		ms := c.mstatus
 		np := uint8(ms >> msMPPShift & 3)
+		if np != privM && !h.pmpActive {
+			// QEMU 7.2: with no PMP entry set, S/U could not access
+			// anything, and MRET to them raises illegal instruction.
+			return h.illegal(raw)
+		}
 		ms = ms&^(msMIE|msMPP) | (ms&msMPIE)>>4 | msMPIE
 		if np != privM {
 			ms &^= msMPRV
