@@ -73,6 +73,11 @@ func checkOnce(path string, repair RepairMode) (*CheckResult, error) {
 	if err != nil {
 		return nil, err
 	}
+	return checkStorage(f, path, repair)
+}
+
+// checkStorage checks an image file; it closes f.
+func checkStorage(f storage, path string, repair RepairMode) (*CheckResult, error) {
 	img, err := openFileMode(f, path, repair == RepairNone, true)
 	if err != nil {
 		f.Close()

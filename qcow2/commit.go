@@ -47,11 +47,13 @@ type treeSwitch struct {
 
 // txn accumulates refcount changes of one switch.
 type txn struct {
-	img   *Image
-	delta map[int64]int64
+	img        *Image
+	delta      map[int64]int64
+	maxTouched int64 // clusters below this may have been allocated by the transaction
 }
 
 func (x *txn) add(c, d int64) {
+	x.maxTouched = max(x.maxTouched, c+1)
 	if v := x.delta[c] + d; v == 0 {
 		delete(x.delta, c)
 	} else {
@@ -128,6 +130,9 @@ func (x *txn) alloc(n int64) (int64, error) {
 	img := x.img
 	start, run := img.freeHint, int64(0)
 	for c := start; run < n; c++ {
+		if c >= img.scanLimit && c >= x.maxTouched {
+			break // everything from here on is free
+		}
 		free := x.delta[c] == 0
 		if free && img.refblockOffset(c>>img.rbBits) != 0 {
 			rc, err := img.refcount(c)
@@ -148,6 +153,7 @@ func (x *txn) alloc(n int64) (int64, error) {
 	for c := start; c < start+n; c++ {
 		x.add(c, 1)
 	}
+	x.maxTouched = max(x.maxTouched, start+n)
 	return start << img.clusterBits, nil
 }
 
@@ -363,6 +369,7 @@ func (img *Image) switchTrees(ts *treeSwitch) error {
 	img.l2Cache.clear()
 	img.freeHint = 0
 	img.zbufOff = 0
+	img.scanLimit = max(img.scanLimit, x.maxTouched)
 	return nil
 }
 

@@ -64,7 +64,11 @@ type Image struct {
 	// that dropped the references has been written and synced (see flushMeta).
 	pendingFree []hostRange
 	freeHint    int64 // no free cluster below this index
-	refSynced   bool  // false after a refcount block write that has not been fsynced yet
+	// scanLimit is a cluster index from which on every cluster is treated as free: the end
+	// of the file at open, raised by every allocation. It keeps the free-cluster search
+	// bounded on images whose refcount blocks claim clusters far beyond the file.
+	scanLimit int64
+	refSynced bool // false after a refcount block write that has not been fsynced yet
 
 	snaps []snapshot
 
@@ -157,6 +161,7 @@ func openFileMode(f storage, path string, readOnly, forCheck bool) (*Image, erro
 	img.l1Off = int64(h.L1TableOffset)
 	img.reftableOff = int64(h.RefcountTableOffset)
 	fileSize := st.Size()
+	img.scanLimit = (fileSize + img.cs - 1) >> img.clusterBits
 	if img.l1, err = readTable(f, img.l1Off, int64(h.L1Size), fileSize, "Active L1 table"); err != nil {
 		return nil, err
 	}

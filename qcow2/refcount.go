@@ -179,6 +179,9 @@ func (img *Image) addRef(c int64, delta int64) error {
 func (img *Image) findFreeRun(n int64) (int64, error) {
 	start, run := img.freeHint, int64(0)
 	for c := start; run < n; {
+		if c >= img.scanLimit {
+			break // everything from here on is free
+		}
 		ti := c >> img.rbBits
 		if img.refblockOffset(ti) == 0 {
 			// The whole block range is free.
@@ -234,6 +237,7 @@ func (img *Image) allocClusters(n int64) (int64, error) {
 				return 0, err
 			}
 		}
+		img.scanLimit = max(img.scanLimit, c+n)
 		if c == img.freeHint {
 			img.freeHint = c + n
 		}
@@ -264,6 +268,7 @@ func (img *Image) ensureRefblock(ti int64) error {
 			continue
 		}
 		blockOff := p << img.clusterBits
+		img.scanLimit = max(img.scanLimit, p+1)
 		if uint64(blockOff) > maxClusterOffset {
 			return fmt.Errorf("%w: image file would exceed the maximum cluster offset", ErrUnsupported)
 		}
@@ -381,6 +386,7 @@ func (img *Image) growReftable(minEntries int64) error {
 	oldOff, oldClusters := img.reftableOff, int64(len(img.reftable))*8/img.cs
 	img.reftable, img.reftableOff = newTable, tableStart<<img.clusterBits
 	img.hdr.RefcountTableOffset, img.hdr.RefcountTableClusters = uint64(img.reftableOff), uint32(tableClusters)
+	img.scanLimit = max(img.scanLimit, start+used)
 	if start+used > img.freeHint && start <= img.freeHint {
 		img.freeHint = start + used
 	}
