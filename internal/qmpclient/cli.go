@@ -261,8 +261,8 @@ func interactive(c *Client, stdin io.Reader, stdout, stderr io.Writer) int {
 		lr = l
 		var g struct {
 			Version struct {
-				Qemu struct{ Major, Minor, Micro int } `json:"qemu"`
-				Package string `json:"package"`
+				Qemu    struct{ Major, Minor, Micro int } `json:"qemu"`
+				Package string                            `json:"package"`
 			} `json:"version"`
 		}
 		json.Unmarshal(c.Greeting, &g)
