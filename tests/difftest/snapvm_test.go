@@ -3,6 +3,7 @@
 package difftest
 
 import (
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -78,4 +79,10 @@ func TestCpubenchMatchesQEMU(t *testing.T) {
 func TestCpubenchInstretMatchesQEMUIcount(t *testing.T) {
 	diffRunWith(t, "cpubench", 5*time.Minute, []string{"-icount", "shift=0"},
 		func(s string) string { return s }, "-append", "rounds="+strconv.Itoa(cpubenchRounds))
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	vmrun.Cleanup()
+	os.Exit(code)
 }

@@ -65,3 +65,9 @@ func explainWithDump(t *testing.T, bin string, p program) string {
 	}
 	return Explain(o, "qemu", q.Output, "snapvm", s.Output)
 }
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	vmrun.Cleanup()
+	os.Exit(code)
+}

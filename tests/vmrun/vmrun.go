@@ -100,6 +100,14 @@ var (
 	buildErr  error
 )
 
+// Cleanup removes the snapvm binary built by Snapvm; call it from TestMain
+// after m.Run.
+func Cleanup() {
+	if buildPath != "" {
+		_ = os.RemoveAll(filepath.Dir(buildPath))
+	}
+}
+
 // Snapvm builds ./cmd/snapvm once per test binary into a temporary
 // directory and returns the executable's path.
 func Snapvm(t testing.TB) string {

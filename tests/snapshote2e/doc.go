@@ -1,0 +1,7 @@
+// Package snapshote2e boots the bundled guests with a qcow2 disk, drives
+// internal snapshots over QMP (snapshot-save / snapshot-load jobs) and checks
+// from the guests' serial output that a restored guest continues exactly
+// from the saved point: the ticker's next tick, diskcheck's and memfill's
+// self-checks. The same checks run against qemu-system-riscv64 (always)
+// and snapvm (with the snapvm_e2e build tag).
+package snapshote2e
