@@ -10,9 +10,10 @@ import (
 // ParseLine turns a shell line into a request. The line is either raw JSON (an object,
 // sent as it is) or "command key=value ...". A value is taken as JSON when it parses
 // (devices=["d0"], count=3, flag=true) and as a string otherwise (tag=before-upgrade);
-// dotted keys build nested objects (file.driver=file). strMembers, when it knows the
-// command, lists the members whose type is a string, so that tag=1 stays "1".
-func ParseLine(line string, strMembers func(cmd, path string) bool) (map[string]any, error) {
+// dotted keys build nested objects (file.driver=file). The schema, when it knows the
+// command, keeps string members strings (tag=1 stays "1") and turns a plain value of a
+// string-list member into a list (devices=d0,d1). schema may be nil.
+func ParseLine(line string, schema *Schema) (map[string]any, error) {
 	line = strings.TrimSpace(line)
 	if strings.HasPrefix(line, "{") {
 		dec := json.NewDecoder(strings.NewReader(line))
@@ -31,7 +32,7 @@ func ParseLine(line string, strMembers func(cmd, path string) bool) (map[string]
 		return nil, nil
 	}
 	cmd := words[0]
-	args, err := ParseArgs(cmd, words[1:], strMembers)
+	args, err := ParseArgs(cmd, words[1:], schema)
 	if err != nil {
 		return nil, err
 	}
@@ -43,7 +44,7 @@ func ParseLine(line string, strMembers func(cmd, path string) bool) (map[string]
 }
 
 // ParseArgs builds the arguments object from key=value words.
-func ParseArgs(cmd string, words []string, strMembers func(cmd, path string) bool) (map[string]any, error) {
+func ParseArgs(cmd string, words []string, schema *Schema) (map[string]any, error) {
 	args := map[string]any{}
 	for _, w := range words {
 		k, v, ok := strings.Cut(w, "=")
@@ -51,19 +52,37 @@ func ParseArgs(cmd string, words []string, strMembers func(cmd, path string) boo
 			return nil, fmt.Errorf("argument %q is not key=value", w)
 		}
 		var val any = v
-		if !(strMembers != nil && strMembers(cmd, k)) {
-			dec := json.NewDecoder(bytes.NewReader([]byte(v)))
-			dec.UseNumber()
-			var j any
-			if err := dec.Decode(&j); err == nil && !dec.More() {
-				val = j
+		j, isJSON := parseJSON(v)
+		_, isList := j.([]any)
+		switch {
+		case schema.IsString(cmd, k):
+			if s, ok := j.(string); ok && isJSON {
+				val = s // a quoted value: tag="two words"
 			}
+		case schema.IsStringList(cmd, k) && !isList:
+			list := []any{}
+			for _, e := range strings.Split(v, ",") {
+				list = append(list, e)
+			}
+			val = list
+		case isJSON:
+			val = j
 		}
 		if err := setPath(args, strings.Split(k, "."), val); err != nil {
 			return nil, fmt.Errorf("argument %q: %v", w, err)
 		}
 	}
 	return args, nil
+}
+
+func parseJSON(v string) (any, bool) {
+	dec := json.NewDecoder(bytes.NewReader([]byte(v)))
+	dec.UseNumber()
+	var j any
+	if err := dec.Decode(&j); err != nil || dec.More() {
+		return nil, false
+	}
+	return j, true
 }
 
 func setPath(m map[string]any, path []string, v any) error {

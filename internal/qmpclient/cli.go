@@ -68,7 +68,7 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	schema := LoadSchema(c)
 	cmd := pos[1]
-	argsObj, err := ParseArgs(cmd, pos[2:], schema.IsString)
+	argsObj, err := ParseArgs(cmd, pos[2:], schema)
 	if err != nil {
 		fmt.Fprintf(stderr, "snapvm-qmp: %v\n", err)
 		return 2
@@ -310,7 +310,7 @@ func interactive(c *Client, stdin io.Reader, stdout, stderr io.Writer) int {
 		if line == "exit" {
 			break
 		}
-		req, err := ParseLine(line, schema.IsString)
+		req, err := ParseLine(line, schema)
 		if err != nil {
 			fmt.Fprintf(out, "error: %v\n", err)
 			status = 1

@@ -105,7 +105,7 @@ func TestOneShot(t *testing.T) {
 
 func TestWaitJob(t *testing.T) {
 	path := startServer(t)
-	code, out, errs := run(t, "", "--wait", path, "snapshot-save", "job-id=s1", "tag=1", "vmstate=d0", `devices=["d0"]`)
+	code, out, errs := run(t, "", "--wait", path, "snapshot-save", "job-id=s1", "tag=1", "vmstate=d0", "devices=d0")
 	if code != 0 || out != "job s1 completed\n" {
 		t.Fatalf("wait: %d %q %q", code, out, errs)
 	}
@@ -155,8 +155,13 @@ func TestInteractive(t *testing.T) {
 }
 
 func TestParseLine(t *testing.T) {
-	strs := func(cmd, path string) bool { return path == "tag" }
-	req, err := ParseLine(`snapshot-save job-id=j tag=123 devices=["a", "b"] file.driver=file file.x=true`, strs)
+	schema := &Schema{
+		cmdArgs: map[string]string{"snapshot-save": "1"},
+		members: map[string]map[string]string{"1": {"tag": "str", "job-id": "str", "devices": "[str]", "names": "[str]"}},
+		strs:    map[string]bool{"str": true},
+		arrays:  map[string]string{"[str]": "str"},
+	}
+	req, err := ParseLine(`snapshot-save job-id=j tag=123 devices=["a", "b"] names=x,y file.driver=file file.x=true`, schema)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,6 +171,9 @@ func TestParseLine(t *testing.T) {
 	}
 	if d, ok := args["devices"].([]any); !ok || len(d) != 2 {
 		t.Errorf("devices %v", args["devices"])
+	}
+	if n, ok := args["names"].([]any); !ok || len(n) != 2 || n[1] != "y" {
+		t.Errorf("names %v", args["names"])
 	}
 	if f := args["file"].(map[string]any); f["driver"] != "file" || f["x"] != true {
 		t.Errorf("file %v", f)

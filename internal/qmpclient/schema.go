@@ -11,15 +11,17 @@ type Schema struct {
 	cmdArgs map[string]string            // command -> arg-type
 	members map[string]map[string]string // object type -> member -> type
 	strs    map[string]bool              // type names that travel as JSON strings
+	arrays  map[string]string            // array type -> element type
 	names   []string
 }
 
 type schemaInfo struct {
-	Name     string `json:"name"`
-	MetaType string `json:"meta-type"`
-	ArgType  string `json:"arg-type"`
-	JSONType string `json:"json-type"`
-	Members  []struct {
+	Name        string `json:"name"`
+	MetaType    string `json:"meta-type"`
+	ArgType     string `json:"arg-type"`
+	JSONType    string `json:"json-type"`
+	ElementType string `json:"element-type"`
+	Members     []struct {
 		Name string `json:"name"`
 		Type string `json:"type"`
 	} `json:"members"`
@@ -28,7 +30,7 @@ type schemaInfo struct {
 // LoadSchema asks the server for its schema. A server without query-qmp-schema gives an
 // empty schema, and values are then taken as JSON whenever they parse.
 func LoadSchema(c *Client) *Schema {
-	s := &Schema{cmdArgs: map[string]string{}, members: map[string]map[string]string{}, strs: map[string]bool{}}
+	s := &Schema{cmdArgs: map[string]string{}, members: map[string]map[string]string{}, strs: map[string]bool{}, arrays: map[string]string{}}
 	raw, err := c.Execute("query-qmp-schema", nil)
 	if err != nil {
 		return s
@@ -50,6 +52,8 @@ func LoadSchema(c *Client) *Schema {
 			s.members[in.Name] = m
 		case "enum":
 			s.strs[in.Name] = true
+		case "array":
+			s.arrays[in.Name] = in.ElementType
 		case "builtin":
 			if in.JSONType == "string" {
 				s.strs[in.Name] = true
@@ -59,25 +63,42 @@ func LoadSchema(c *Client) *Schema {
 	return s
 }
 
-// IsString reports whether the member at the dotted path of cmd's arguments is a string.
-func (s *Schema) IsString(cmd, path string) bool {
+// memberType returns the type name of the member at the dotted path of cmd's arguments.
+func (s *Schema) memberType(cmd, path string) string {
 	if s == nil {
-		return false
+		return ""
 	}
 	t, ok := s.cmdArgs[cmd]
 	if !ok {
-		return false
+		return ""
 	}
 	for _, p := range strings.Split(path, ".") {
 		m, ok := s.members[t]
 		if !ok {
-			return false
+			return ""
 		}
 		if t, ok = m[p]; !ok {
-			return false
+			return ""
 		}
 	}
-	return s.strs[t]
+	return t
+}
+
+// IsString reports whether the member at the dotted path of cmd's arguments is a string.
+func (s *Schema) IsString(cmd, path string) bool {
+	t := s.memberType(cmd, path)
+	return t != "" && s.strs[t]
+}
+
+// IsStringList reports whether the member is a list of strings (devices=d0,d1 is then
+// sent as ["d0", "d1"]).
+func (s *Schema) IsStringList(cmd, path string) bool {
+	t := s.memberType(cmd, path)
+	if t == "" {
+		return false
+	}
+	e, ok := s.arrays[t]
+	return ok && s.strs[e]
 }
 
 // Commands lists the server's commands (for completion).
