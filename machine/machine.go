@@ -157,7 +157,8 @@ type request struct {
 	kind  requestKind
 	cause Cause
 	code  int
-	force bool // host quit: ignore -no-shutdown
+	force bool          // host quit: ignore -no-shutdown
+	done  chan struct{} // closed once carried out (host requests)
 }
 
 // mtimeSource lets harts read the CLINT created after them.
@@ -481,11 +482,16 @@ func (m *Machine) Resume() {
 	m.unpark()
 }
 
-// Reset requests a system reset (QMP system_reset): RESET event and a
-// machine reset, or a shutdown with -no-reboot. It returns at once; the
-// reset happens on the machine's control goroutine.
+// Reset is a system reset (QMP system_reset): machine reset and RESET
+// event, or a shutdown with -no-reboot. It returns once the reset is done,
+// so the event precedes the command's answer as on QEMU.
 func (m *Machine) Reset() {
-	m.request(request{kind: reqReset, cause: Cause{Reason: "host-qmp-system-reset"}})
+	r := request{kind: reqReset, cause: Cause{Reason: "host-qmp-system-reset"}, done: make(chan struct{})}
+	m.request(r)
+	select {
+	case <-r.done:
+	case <-m.done:
+	}
 }
 
 // Powerdown is QMP system_powerdown. The virt board has no ACPI power
@@ -502,6 +508,14 @@ func (m *Machine) Shutdown(reason string) {
 }
 
 func (m *Machine) request(r request) {
+	if !r.cause.Guest {
+		// Host requests are never dropped.
+		select {
+		case m.reqs <- r:
+		case <-m.done:
+		}
+		return
+	}
 	select {
 	case m.reqs <- r:
 	default:
@@ -530,6 +544,9 @@ func (m *Machine) controller() {
 				} else {
 					m.reset(r.cause)
 				}
+			}
+			if r.done != nil {
+				close(r.done)
 			}
 		case <-m.done:
 			return
