@@ -176,10 +176,26 @@ func run(ctx context.Context, e entry, args string) (out string) {
 
 // helpLine formats like QEMU: "name params -- text", so an empty params gives two spaces.
 func helpLine(name string, e entry) string {
-	params, text := "", e.help
-	if rest, ok := strings.CutPrefix(e.help, "-- "); ok {
+	help := e.help
+	// Accept help texts that repeat the command name ("savevm [tag] -- ...").
+	for _, alias := range strings.Split(strings.TrimPrefix(name, "info "), "|") {
+		full := alias
+		if strings.HasPrefix(name, "info ") {
+			full = "info " + alias
+		}
+		if rest, ok := strings.CutPrefix(help, full+" "); ok {
+			help = strings.TrimLeft(rest, " ")
+			if strings.HasPrefix(help, "-- ") || !strings.Contains(help, " -- ") {
+				help = strings.TrimPrefix(help, "-- ")
+				return name + "  -- " + help + "\n"
+			}
+			break
+		}
+	}
+	params, text := "", help
+	if rest, ok := strings.CutPrefix(help, "-- "); ok {
 		text = rest
-	} else if p, t, ok := strings.Cut(e.help, " -- "); ok {
+	} else if p, t, ok := strings.Cut(help, " -- "); ok {
 		params, text = p, t
 	}
 	return name + " " + params + " -- " + text + "\n"

@@ -19,6 +19,8 @@ func TestExecute(t *testing.T) {
 		return "", errors.New("Snapshot 'x' does not exist")
 	})
 	c.Register("echo", "text -- print", func(ctx context.Context, args string) (string, error) { return args + "\n", nil })
+	c.Register("savevm", "savevm [tag] -- save a VM snapshot", func(ctx context.Context, args string) (string, error) { return "", nil })
+	c.Register("info snapshots", "info snapshots  -- show the currently saved VM snapshots", func(ctx context.Context, args string) (string, error) { return "", nil })
 	c.Register("panics", "-- bug", func(ctx context.Context, args string) (string, error) { panic("bug") })
 	ctx := context.Background()
 	cases := []struct{ in, want string }{
@@ -34,9 +36,10 @@ func TestExecute(t *testing.T) {
 		{"delvm x", "Error: Snapshot 'x' does not exist\r\n"},
 		{"echo a\nb", "a\r\nb\r\n"},
 		{"panics", "Error: internal error: bug\r\n"},
-		{"info", "info block [-n] [-v] [device] -- show info of one block device or all block devices\r\ninfo status  -- show the current VM status (running|paused)\r\n"},
+		{"info", "info block [-n] [-v] [device] -- show info of one block device or all block devices\r\ninfo snapshots  -- show the currently saved VM snapshots\r\ninfo status  -- show the current VM status (running|paused)\r\n"},
+		{"help savevm", "savevm [tag] -- save a VM snapshot\r\n"},
 		{"help stop", "stop|s  -- stop emulation\r\n"},
-		{"help", "delvm tag -- delete a VM snapshot from its tag\r\necho text -- print\r\nhelp|? [cmd] -- show the help\r\ninfo [subcommand] -- show various information about the system state\r\npanics  -- bug\r\nstop|s  -- stop emulation\r\n"},
+		{"help", "delvm tag -- delete a VM snapshot from its tag\r\necho text -- print\r\nhelp|? [cmd] -- show the help\r\ninfo [subcommand] -- show various information about the system state\r\npanics  -- bug\r\nsavevm [tag] -- save a VM snapshot\r\nstop|s  -- stop emulation\r\n"},
 	}
 	for _, tc := range cases {
 		if got := c.Execute(ctx, tc.in); got != tc.want {
