@@ -434,17 +434,12 @@ func (h *Hart) setMinstret(v uint64) {
 	h.csr.instretOff = v - h.instret
 }
 
-// setMstatus stores a new mstatus, keeping MPP legal and flushing the data
-// TLB when the bits that steer data translation change.
+// setMstatus stores a new mstatus written by a CSR instruction, keeping
+// MPP legal.
 func (h *Hart) setMstatus(v uint64) {
 	if v&msMPP == 2<<msMPPShift { // reserved: keep the old MPP
 		v = v&^msMPP | h.csr.mstatus&msMPP
 	}
-	v |= msXL
-	old := h.csr.mstatus
-	h.csr.mstatus = v
-	if (old^v)&(msMPRV|msMPP|msSUM|msMXR) != 0 {
-		h.flushTLB()
-	}
+	h.writeMstatus(v | msXL)
 	h.endSlice = true
 }

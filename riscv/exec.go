@@ -82,7 +82,8 @@ outer:
 	for cnt < limit && !h.endSlice {
 		var cp *codePage
 		vpn := pc >> 12
-		if te := &h.mmu.x[vpn&tlbMask]; te.tag == vpn && !scratchNext {
+		dt := h.mmu.d // changes only in code paths that continue outer
+		if te := &h.mmu.i.x[vpn&tlbMask]; te.tag == vpn && !scratchNext {
 			cp = te.cp
 		} else {
 			h.pc = pc
@@ -175,7 +176,7 @@ outer:
 				va := x[d.rs1&63] + uint64(int64(d.imm))
 				n := loadSize[d.op-opLB]
 				var v uint64
-				if e := &h.mmu.r[va>>12&tlbMask]; e.tag == va>>12 && va&uint64(n-1) == 0 {
+				if e := &dt.r[va>>12&tlbMask]; e.tag == va>>12 && va&uint64(n-1) == 0 {
 					v = loadLE(mem[va+e.add:], n)
 				} else {
 					var ok bool
@@ -195,7 +196,7 @@ outer:
 				x[d.rd&63] = v
 			case opLD:
 				va := x[d.rs1&63] + uint64(int64(d.imm))
-				if e := &h.mmu.r[va>>12&tlbMask]; e.tag == va>>12 && va&7 == 0 {
+				if e := &dt.r[va>>12&tlbMask]; e.tag == va>>12 && va&7 == 0 {
 					x[d.rd&63] = binary.LittleEndian.Uint64(mem[va+e.add:])
 				} else if v, ok := h.loadSlow(va, 8); ok {
 					x[d.rd&63] = v
@@ -207,7 +208,7 @@ outer:
 				va := x[d.rs1&63] + uint64(int64(d.imm))
 				n := storeSize[d.op-opSB]
 				v := x[d.rs2&63]
-				if e := &h.mmu.w[va>>12&tlbMask]; e.tag == va>>12 && va&uint64(n-1) == 0 {
+				if e := &dt.w[va>>12&tlbMask]; e.tag == va>>12 && va&uint64(n-1) == 0 {
 					off := va + e.add
 					storeLE(mem[off:], n, v)
 					h.ram.MarkDirty(off)
@@ -462,7 +463,7 @@ func (h *Hart) fetchPage(pc uint64) *codePage {
 		return h.fetchScratch(pc)
 	}
 	cp := h.codePageFor(off >> 12)
-	e := &h.mmu.x[pc>>12&tlbMask]
+	e := &h.mmu.i.x[pc>>12&tlbMask]
 	e.tag, e.cp = pc>>12, cp
 	return cp
 }

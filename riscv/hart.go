@@ -139,6 +139,7 @@ func (h *Hart) Reset(pc uint64) {
 	h.wfi = false
 	h.csr.reset()
 	h.updatePMP()
+	h.selectTLBs()
 	h.resValid = false
 	h.instret = 0
 	h.instretPub.Store(0)

@@ -93,10 +93,18 @@ type codePage struct {
 	scratch bool   // a one-instruction page for fetches outside the cache
 }
 
+// tlbSet is the TLBs for one privilege level. Keeping a set per level
+// means traps and xRET switch sets instead of flushing.
+type tlbSet struct {
+	r, w [tlbSize]tlbEntry
+	x    [tlbSize]codeTLBEntry
+}
+
 // mmuState is derived state: TLBs and decoded code, flushed on restore.
 type mmuState struct {
-	r, w      [tlbSize]tlbEntry
-	x         [tlbSize]codeTLBEntry
+	sets [4]tlbSet // by privilege (index 2 unused)
+	d    *tlbSet   // data accesses: sets[dataPriv]
+	i    *tlbSet   // fetches: sets[priv]
 	codePages []*codePage // by RAM page number
 	live      []uint64    // RAM page numbers with a codePage
 	nCode     int
@@ -117,18 +125,32 @@ func (m *mmuState) init(h *Hart) {
 		m.codePages = make([]*codePage, h.ram.Pages())
 	}
 	m.scratch.scratch = true
+	m.d, m.i = &m.sets[privM], &m.sets[privM]
 }
 
 // flushTLB empties the address-translation caches (not decoded code, which
 // is indexed physically).
 func (h *Hart) flushTLB() {
-	m := &h.mmu
-	for i := range m.r {
-		m.r[i].tag = tlbNoTag
-		m.w[i].tag = tlbNoTag
-		m.x[i] = codeTLBEntry{tag: tlbNoTag}
+	h.flushTLBSet(privU)
+	h.flushTLBSet(privS)
+	h.flushTLBSet(privM)
+}
+
+func (h *Hart) flushTLBSet(p uint8) {
+	t := &h.mmu.sets[p]
+	for i := range t.r {
+		t.r[i].tag = tlbNoTag
+		t.w[i].tag = tlbNoTag
+		t.x[i] = codeTLBEntry{tag: tlbNoTag}
 	}
 	h.endSlice = true
+}
+
+// selectTLBs points the data and fetch TLBs at the sets for the current
+// privilege (and MPRV).
+func (h *Hart) selectTLBs() {
+	h.mmu.d = &h.mmu.sets[h.dataPriv(accR)]
+	h.mmu.i = &h.mmu.sets[h.priv]
 }
 
 // flushCode drops all decoded instructions (FENCE.I, restore, DMA).
@@ -142,9 +164,12 @@ func (h *Hart) flushCode() {
 	}
 	m.live = m.live[:0]
 	m.nCode = 0
-	for i := range m.x {
-		m.x[i] = codeTLBEntry{tag: tlbNoTag}
-		m.w[i].code = false
+	for p := range m.sets {
+		t := &m.sets[p]
+		for i := range t.x {
+			t.x[i] = codeTLBEntry{tag: tlbNoTag}
+			t.w[i].code = false
+		}
 	}
 	h.endSlice = true
 }
@@ -228,10 +253,13 @@ func (h *Hart) codePageFor(rp uint64) *codePage {
 	m.live = append(m.live, rp)
 	m.nCode++
 	// Stores through the write TLB to this page must now invalidate.
-	for i := range m.w {
-		e := &m.w[i]
-		if e.tag != tlbNoTag && (e.tag<<12+e.add)>>12 == rp {
-			e.code = true
+	for p := range m.sets {
+		t := &m.sets[p]
+		for i := range t.w {
+			e := &t.w[i]
+			if e.tag != tlbNoTag && (e.tag<<12+e.add)>>12 == rp {
+				e.code = true
+			}
 		}
 	}
 	return cp
@@ -457,7 +485,7 @@ func (h *Hart) loadSlow(va uint64, n int) (uint64, bool) {
 		return 0, false
 	}
 	if cache {
-		h.fillTLB(&h.mmu.r, va, pa, false)
+		h.fillTLB(&h.mmu.d.r, va, pa, false)
 	}
 	v, ok := h.physLoad(pa, n, accR)
 	if !ok {
@@ -490,7 +518,7 @@ func (h *Hart) storeSlow(va uint64, n int, v uint64) bool {
 		return false
 	}
 	if cache {
-		h.fillTLB(&h.mmu.w, va, pa, true)
+		h.fillTLB(&h.mmu.d.w, va, pa, true)
 	}
 	if !h.physStore(pa, n, v) {
 		h.excTval = va
@@ -506,9 +534,9 @@ func (h *Hart) amoAddr(va uint64, n int, acc int) (uint64, bool) {
 	if va&uint64(n-1) != 0 {
 		return h.fault(excLoadMisaligned, va)
 	}
-	t := &h.mmu.r
+	t := &h.mmu.d.r
 	if acc == accW {
-		t = &h.mmu.w
+		t = &h.mmu.d.w
 	}
 	if e := &t[va>>12&tlbMask]; e.tag == va>>12 {
 		return h.ram.Base + va + e.add, true

@@ -166,3 +166,24 @@ func TestExecuteThroughMapping(t *testing.T) {
 		t.Errorf("pc %#x", r.h.PC())
 	}
 }
+
+// TestTLBPerPrivilege: a translation cached for S must not serve U, and
+// clearing SUM must revoke S's cached access to a U page.
+func TestTLBPerPrivilege(t *testing.T) {
+	r := newRig(t)
+	r.load(pa4K+0x3000, prog(li(s0, vaPage), LD(a0, s0, 0), HALT())) // U code
+	r.runProg(prog(r.setupSv39(),
+		li(s0, vaPage), LD(a1, s0, 0), // S caches vaPage
+		li(t0, 1<<8), CSRRC(zero, csrSstatus, t0), // SPP = U
+		li(t0, vaUser), CSRW(csrSepc, t0), SRET))
+	if r.h.csr.mcause != excLoadPage || r.h.csr.mtval != vaPage {
+		t.Errorf("U load of an S page: mcause %d mtval %#x", r.h.csr.mcause, r.h.csr.mtval)
+	}
+	r = newRig(t)
+	r.runProg(prog(r.setupSv39(),
+		li(t0, msSUM), CSRRS(zero, csrSstatus, t0), li(s0, vaUser), LD(a0, s0, 0),
+		CSRRC(zero, csrSstatus, t0), LD(a1, s0, 0), HALT()))
+	if r.h.csr.mcause != excLoadPage || r.h.csr.mtval != vaUser {
+		t.Errorf("S load of a U page after clearing SUM: mcause %d mtval %#x", r.h.csr.mcause, r.h.csr.mtval)
+	}
+}

@@ -97,6 +97,7 @@ func (h *Hart) LoadSection(d *vmstate.Decoder, version uint32) error {
 	h.instretPub.Store(n.instret)
 	h.csr = n.csr
 	h.updatePMP()
+	h.selectTLBs()
 	h.flushAll()
 	return nil
 }

@@ -37,26 +37,30 @@ func vector(tvec, cause uint64, intr bool) uint64 {
 	return base
 }
 
-// setPriv changes the privilege level, flushing the TLBs when translation
-// depends on it.
+// setPriv changes the privilege level; each level has its own TLBs.
 func (h *Hart) setPriv(p uint8) {
 	if p == h.priv {
 		return
 	}
 	h.priv = p
-	if h.csr.satp != 0 || h.csr.mstatus&msMPRV != 0 {
-		h.flushTLB()
-	}
+	h.selectTLBs()
+	h.endSlice = true
 }
 
-// writeMstatus stores mstatus from trap/xRET logic, flushing the TLBs if
-// data translation changes (MPRV, or MPP while MPRV is set, SUM, MXR).
+// writeMstatus stores mstatus from trap/xRET logic and keeps the TLBs
+// consistent with it: MPRV/MPP select the data TLB set; SUM and MXR change
+// S and U permissions.
 func (h *Hart) writeMstatus(v uint64) {
 	old := h.csr.mstatus
 	h.csr.mstatus = v
 	ch := old ^ v
-	if ch&(msMPRV|msSUM|msMXR) != 0 || (v&msMPRV != 0 && ch&msMPP != 0) {
-		h.flushTLB()
+	if ch&(msSUM|msMXR) != 0 {
+		h.flushTLBSet(privS)
+		h.flushTLBSet(privU)
+	}
+	if ch&(msMPRV|msMPP) != 0 {
+		h.selectTLBs()
+		h.endSlice = true
 	}
 }
 
