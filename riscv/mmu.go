@@ -102,9 +102,9 @@ type tlbSet struct {
 
 // mmuState is derived state: TLBs and decoded code, flushed on restore.
 type mmuState struct {
-	sets [4]tlbSet // by privilege (index 2 unused)
-	d    *tlbSet   // data accesses: sets[dataPriv]
-	i    *tlbSet   // fetches: sets[priv]
+	sets      [4]tlbSet   // by privilege (index 2 unused)
+	d         *tlbSet     // data accesses: sets[dataPriv]
+	i         *tlbSet     // fetches: sets[priv]
 	codePages []*codePage // by RAM page number
 	live      []uint64    // RAM page numbers with a codePage
 	nCode     int
