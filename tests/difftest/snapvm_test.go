@@ -56,11 +56,20 @@ func runSnapvm(t *testing.T, timeout time.Duration, kernel string, extra ...stri
 	return r
 }
 
+func runSnapvmUntil(t *testing.T, timeout time.Duration, n int, kernel string, extra ...string) vmrun.Result {
+	t.Helper()
+	r, err := vmrun.RunUntil(vmrun.Snapvm(t), vmrun.BootArgs(kernel, extra...), timeout, vmrun.Lines(n))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
 // The endless guests have no fixed output to compare; they get the same
 // checks as on QEMU, with more time for an interpreter.
-func TestTickerOnSnapvm(t *testing.T)    { checkTicker(t, runSnapvm, 10*time.Second) }
-func TestDiskcheckOnSnapvm(t *testing.T) { checkDiskcheck(t, runSnapvm, 10*time.Second) }
-func TestMemfillOnSnapvm(t *testing.T)   { checkMemfill(t, runSnapvm, 20*time.Second) }
+func TestTickerOnSnapvm(t *testing.T)    { checkTicker(t, runSnapvmUntil, 2*time.Minute) }
+func TestDiskcheckOnSnapvm(t *testing.T) { checkDiskcheck(t, runSnapvmUntil, 2*time.Minute) }
+func TestMemfillOnSnapvm(t *testing.T)   { checkMemfill(t, runSnapvmUntil, 2*time.Minute) }
 func TestDiskcheckWithoutDiskOnSnapvm(t *testing.T) {
 	checkDiskcheckWithoutDisk(t, runSnapvm)
 }

@@ -26,7 +26,8 @@ type Result struct {
 	Output   []byte // stdout: the guest's UART
 	Stderr   []byte
 	ExitCode int  // -1 if killed
-	TimedOut bool // the run was ended by the timeout (expected for endless guests)
+	TimedOut bool // the run was ended by the timeout
+	Stopped  bool // RunUntil's condition was met and the VM was killed
 }
 
 // QEMU returns the path of qemu-system-riscv64, failing the test when it is
@@ -73,6 +74,69 @@ func Run(bin string, args []string, timeout time.Duration) (Result, error) {
 		return r, err
 	}
 	return r, nil
+}
+
+// RunUntil is Run for guests that never finish: it kills the VM as soon as
+// until(stdout so far) holds (Stopped) or when timeout passes (TimedOut).
+func RunUntil(bin string, args []string, timeout time.Duration, until func(out []byte) bool) (Result, error) {
+	cmd := exec.Command(bin, args...)
+	out := &lockedBuffer{}
+	var errb bytes.Buffer
+	cmd.Stdout = out
+	cmd.Stderr = &errb
+	cmd.WaitDelay = 5 * time.Second
+	if err := cmd.Start(); err != nil {
+		return Result{}, err
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	var r Result
+	deadline := time.After(timeout)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+loop:
+	for {
+		select {
+		case <-exited:
+			break loop
+		case <-deadline:
+			r.TimedOut = true
+			_ = cmd.Process.Kill()
+			<-exited
+			break loop
+		case <-tick.C:
+			if until(out.Bytes()) {
+				r.Stopped = true
+				_ = cmd.Process.Kill()
+				<-exited
+				break loop
+			}
+		}
+	}
+	r.Output, r.Stderr, r.ExitCode = out.Bytes(), errb.Bytes(), cmd.ProcessState.ExitCode()
+	return r, nil
+}
+
+// Lines reports whether out holds at least n complete lines.
+func Lines(n int) func(out []byte) bool {
+	return func(out []byte) bool { return bytes.Count(out, []byte("\n")) >= n }
+}
+
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) Bytes() []byte {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return bytes.Clone(b.buf.Bytes())
 }
 
 // ModuleRoot is the directory holding go.mod.
