@@ -1,12 +1,3 @@
-// Package riscv owns one RV64IMAC hart (Zicsr, Zifencei; M, S and U modes;
-// Sv39): an interpreter with a decoded-instruction cache, its CSR file,
-// trap and interrupt logic, the MMU and its TLBs, and the hart's snapshot
-// section.
-//
-// Guest RAM is accessed directly through memory.RAM (every store marks its
-// page dirty); everything else goes through the Bus. Run executes on the
-// calling goroutine; SetInterrupt, Kick and InvalidateCode may be called from
-// any goroutine.
 package riscv
 
 import (
