@@ -433,6 +433,8 @@ func createOverlayFile(path string, src *Node) (*createdFile, error) {
 	switch st, err := os.Stat(path); {
 	case err == nil && st.Mode().IsRegular() && st.Size() == 0:
 		c.replacedEmpty = true
+	case err == nil && st.IsDir():
+		return nil, cannot(unix.EISDIR)
 	case err == nil:
 		return nil, cannot(unix.EEXIST)
 	case !errors.Is(err, os.ErrNotExist):
