@@ -8,6 +8,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -372,4 +373,23 @@ func TestSchemaGolden(t *testing.T) {
 		sb.WriteString("\n")
 	}
 	checkGolden(t, "testdata/schema.golden.json", sb.String())
+}
+
+// TestCompatDocListsEverything keeps docs/compat.md in step with the registry: every
+// command, event and HMP command the monitor registers has a row.
+func TestCompatDocListsEverything(t *testing.T) {
+	e := newEnv(t, machine.Config{StartPaused: true})
+	doc, err := os.ReadFile("../docs/compat.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := append(e.mon.Server().Commands(), e.mon.Server().Events()...)
+	for _, n := range e.mon.HMP().Names() {
+		names = append(names, strings.Split(n, "|")[0])
+	}
+	for _, n := range names {
+		if !strings.Contains(string(doc), "`"+n) {
+			t.Errorf("docs/compat.md does not list %s", n)
+		}
+	}
 }
