@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"sync/atomic"
 
 	"github.com/snapvm/snapvm/memory"
 )
@@ -141,6 +142,15 @@ func (c *Chain) walk(segs []Segment, off, n uint64, fn func(b []byte, pos uint64
 	return nil
 }
 
+// barrierWord is the target of fullBarrier's atomic operation.
+var barrierWord atomic.Uint64
+
+// fullBarrier orders this goroutine's earlier stores to guest RAM before its
+// later loads (a locked instruction on amd64, a full fence on arm64). The
+// event-index handshake is a store-then-load on both sides; without it a
+// kick or an interrupt could be lost.
+func fullBarrier() { barrierWord.Add(1) }
+
 func (t *Transport) u16(addr uint64) (uint16, error) {
 	b, err := t.deps.RAM.Slice(addr, 2)
 	if err != nil {
@@ -175,6 +185,7 @@ func (t *Transport) popLocked(qi int) (*Chain, error) {
 			if err := t.putU16(q.usedAddr()+4+8*uint64(q.num), q.lastAvail); err != nil {
 				return nil, err
 			}
+			fullBarrier()
 			if availIdx, err = t.u16(q.availAddr() + 2); err != nil || availIdx == q.lastAvail {
 				return nil, err
 			}
@@ -266,6 +277,7 @@ func (t *Transport) pushLocked(qi int, head uint16, written uint32) (notify bool
 		return false, err
 	}
 	if t.guestFeatures&featureEventIdx != 0 {
+		fullBarrier() // the used index must be visible before used_event is read
 		event, err := t.u16(q.availAddr() + 4 + 2*uint64(q.num))
 		if err != nil {
 			return false, err
