@@ -6,7 +6,7 @@
 #include "rt.h"
 
 #define PAGE		4096
-#define HEARTBEAT	65536	/* iterations between heartbeat lines */
+#define HEARTBEAT	16384	/* iterations between heartbeat lines */
 
 static uint32_t *version;	/* per fill page, at the start of the free RAM */
 static uint8_t *fill_base;
