@@ -134,3 +134,7 @@ func FuzzLoadSection(f *testing.F) {
 		}
 	})
 }
+
+type vmstateEncoder struct{ vmstate.Encoder }
+
+func (e *vmstateEncoder) decoder() *vmstate.Decoder { return vmstate.NewDecoder(e.Bytes()) }
