@@ -342,3 +342,22 @@ func TestEventIdxAndState(t *testing.T) {
 		t.Fatal("blk state accepted by an empty slot")
 	}
 }
+
+// FuzzDescriptorChains lets arbitrary guest memory describe the ring and
+// its requests: the device may break, but must not panic or hang.
+func FuzzDescriptorChains(f *testing.F) {
+	f.Add([]byte{0, 0, 1, 0, 0, 0, 0, 0, 16, 0, 0, 0, 1, 0, 1, 0}, uint16(1), uint8(0))
+	f.Add(bytes.Repeat([]byte{0xff}, 64), uint16(3), uint8(0x30))
+	f.Fuzz(func(t *testing.T, table []byte, availIdx uint16, features uint8) {
+		disk := &memDisk{data: make([]byte, 8192)}
+		d := setup(t, disk, uint32(features)<<24)
+		d.ram.WriteAt(table[:min(len(table), 16*int(d.num))], d.desc)
+		availAddr := d.desc + 16*uint64(d.num)
+		for i := uint16(0); i < d.num; i++ {
+			d.put16(availAddr+4+2*uint64(i), i^availIdx)
+		}
+		d.put16(availAddr+2, availIdx)
+		d.tr.Store(regQueueNotify, 4, 0)
+		d.tr.Quiesce()
+	})
+}
