@@ -601,23 +601,5 @@ func (g *Graph) DeleteInternalSnapshot(device string, id, name *string) (Snapsho
 	if err := n.img.DeleteSnapshot(strOr(id, ""), strOr(name, "")); err != nil {
 		return SnapshotInfo{}, fmt.Errorf("Failed to remove snapshot from snapshot list: %s", errnoText(err))
 	}
-	return snapshotInfo(*found), nil
-}
-
-// snapshotInfo converts a qcow2 entry to QAPI's SnapshotInfo.
-func snapshotInfo(s qcow2.SnapshotInfo) SnapshotInfo {
-	out := SnapshotInfo{
-		ID:          s.ID,
-		Name:        s.Name,
-		VMStateSize: s.VMStateSize,
-		DateSec:     int64(s.DateSec),
-		DateNsec:    int64(s.DateNsec),
-		VMClockSec:  int64(s.VMClockNsec / 1e9),
-		VMClockNsec: int64(s.VMClockNsec % 1e9),
-	}
-	if s.ICount != math.MaxUint64 {
-		ic := int64(s.ICount)
-		out.ICount = &ic
-	}
-	return out
+	return SnapshotInfos([]qcow2.SnapshotInfo{*found})[0], nil
 }
