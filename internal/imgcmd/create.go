@@ -248,18 +248,21 @@ func (sp *createSpec) formatting() string {
 }
 
 func (sp *createSpec) create() error {
+	// QEMU rounds the size up to whole 512-byte sectors (the Formatting
+	// line still shows it as given).
+	size := (sp.size + 511) &^ 511
 	if sp.format == "raw" {
 		f, err := os.OpenFile(sp.filename, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
 		if err != nil {
 			return fmt.Errorf("Could not create '%s': %s", sp.filename, errText(err))
 		}
 		defer f.Close()
-		if err := f.Truncate(sp.size); err != nil {
+		if err := f.Truncate(size); err != nil {
 			return err
 		}
 		// Like QEMU, allocate the first block so later alignment probing
 		// of the file finds real data.
-		_, err = f.WriteAt(make([]byte, min(4096, sp.size)), 0)
+		_, err = f.WriteAt(make([]byte, min(4096, size)), 0)
 		return err
 	}
 	compat := ""
@@ -292,7 +295,7 @@ func (sp *createSpec) create() error {
 		return fmt.Errorf("Unknown driver '%s'", sp.backingFormat)
 	}
 	err := qcow2.Create(sp.filename, qcow2.CreateOptions{
-		Size:          sp.size,
+		Size:          size,
 		ClusterSize:   cs,
 		Compat:        compat,
 		BackingFile:   sp.backingFile,
