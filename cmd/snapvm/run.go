@@ -59,7 +59,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	defer serial.Close()
 
 	m, err := machine.New(machine.Config{
-		RAMSize: opts.RAMSize, Kernel: kernel, Append: opts.Append,
+		RAMSize: opts.RAMSize, Harts: opts.SMP, Kernel: kernel, Append: opts.Append,
 		Serial: serial.out, SerialIn: serial.in,
 		Blocks: g, BlkDevices: backends,
 		NoShutdown: opts.NoShutdown, NoReboot: opts.NoReboot,

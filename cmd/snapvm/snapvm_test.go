@@ -68,7 +68,7 @@ func guestPath(t *testing.T, name string) string {
 // qemu-system-riscv64 with the same options and compares the serial output.
 func TestHelloMatchesQEMU(t *testing.T) {
 	kernel := guestPath(t, "hello")
-	for _, extra := range [][]string{nil, {"-m", "256M", "-append", "console=ttyS0 a=1"}} {
+	for _, extra := range [][]string{nil, {"-m", "256M", "-append", "console=ttyS0 a=1"}, {"-smp", "2"}} {
 		q, err := vmrun.Run(vmrun.QEMU(t), vmrun.QEMUArgs(kernel, extra...), 60*time.Second)
 		if err != nil || q.TimedOut || q.ExitCode != 0 {
 			t.Fatalf("qemu: %v %+v", err, q)

@@ -94,6 +94,10 @@ func errf(opt, format string, args ...any) *Error {
 	return &Error{Opt: opt, Msg: fmt.Sprintf(format, args...)}
 }
 
+// MaxHarts is the most -smp accepts (QEMU's virt allows 512; our harts
+// each take a host thread).
+const MaxHarts = 8
+
 // optionSpec says whether an option takes an argument.
 var optionSpec = map[string]bool{
 	"M": true, "machine": true, "nodefaults": false, "bios": true, "kernel": true,
@@ -342,6 +346,7 @@ func (o *Options) parseSMP(opt, val string) error {
 	if err != nil {
 		return errf(opt, "%v", err)
 	}
+	cpus := 0
 	for _, p := range kv {
 		switch p[0] {
 		case "cpus", "maxcpus", "sockets", "cores", "threads", "dies", "clusters":
@@ -349,12 +354,20 @@ func (o *Options) parseSMP(opt, val string) error {
 			if err != nil || n < 0 {
 				return errf("", "Parameter 'smp.%s' expects integer", p[0])
 			}
-			if n > 1 {
-				return errf(opt, "snapvm emulates a single hart (-smp 1)")
+			if p[0] == "cpus" {
+				cpus = n
+			} else if p[0] != "maxcpus" && n > 1 {
+				return errf(opt, "snapvm models one socket of one-thread cores: use -smp N")
 			}
 		default:
 			return errf(opt, "Invalid parameter '%s'", p[0])
 		}
+	}
+	if cpus > MaxHarts {
+		return errf("", "Invalid SMP CPUs %d. The max CPUs supported by machine 'virt' is %d", cpus, MaxHarts)
+	}
+	if cpus > 0 {
+		o.SMP = cpus
 	}
 	return nil
 }

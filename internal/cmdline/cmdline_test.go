@@ -16,6 +16,12 @@ func TestFullCommandLine(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if o.SMP != 1 {
+		t.Fatalf("smp %d", o.SMP)
+	}
+	if o2, err := Parse([]string{"-kernel", "k", "-smp", "cpus=4"}); err != nil || o2.SMP != 4 {
+		t.Fatalf("-smp cpus=4: %v", err)
+	}
 	if o.Empty || o.Machine != "virt" || o.Kernel != "g.elf" || o.Append != "a=1" || o.RAMSize != 256<<20 {
 		t.Fatalf("%+v", o)
 	}
@@ -98,7 +104,8 @@ func TestErrors(t *testing.T) {
 		{"-kernel k -M virt,accel=kvm", "-M virt,accel=kvm: invalid accelerator kvm"},
 		{"-kernel k -serial bogus:x", "-serial bogus:x: 'bogus:x' is not a valid char driver"},
 		{"-kernel k -smp 2x", "Parameter 'smp.cpus' expects integer"},
-		{"-kernel k -smp 2", "-smp 2: snapvm emulates a single hart"},
+		{"-kernel k -smp 9", "Invalid SMP CPUs 9. The max CPUs supported by machine 'virt' is 8"},
+		{"-kernel k -smp 2,sockets=2", "-smp 2,sockets=2: snapvm models one socket"},
 		{"-kernel k -cpu foo", "unable to find CPU model 'foo'"},
 		{"-kernel k -device foo", "-device foo: 'foo' is not a valid device model name"},
 		{"-kernel k -device virtio-blk-device", "-device virtio-blk-device: drive property not set"},
