@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/snapvm/snapvm/qcow2"
 	"golang.org/x/sys/unix"
@@ -628,4 +630,117 @@ func TestSnapshotChain50(t *testing.T) {
 	defer g2.Close()
 	n := addQcow2(t, g2, "top", top)
 	expectRead(t, n, flat, 0)
+}
+
+// TestHelperSnapshotLoop is the child process of TestSnapshotSyncKilled:
+// it takes snapshot after snapshot of one disk until it is killed.
+func TestHelperSnapshotLoop(t *testing.T) {
+	dir := os.Getenv("SNAPVM_SNAPSHOT_LOOP_DIR")
+	if dir == "" {
+		return
+	}
+	g := NewGraph()
+	base := addQcow2(t, g, "base", filepath.Join(dir, "base.qcow2"))
+	b, err := g.NewBackend("drive0", base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Println("ready")
+	for i := 0; i < 200; i++ {
+		mustWrite(t, b, pattern(byte(i), 4096), int64(i)*4096)
+		if err := g.SnapshotSync(SnapshotSync{Device: ptr("drive0"), SnapshotFile: filepath.Join(dir, fmt.Sprintf("ov%03d.qcow2", i))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestSnapshotSyncKilled kills a process that is taking snapshots at
+// varying moments: every image under a final name must be whole, with the
+// right backing file and size; only temporary names may hold partial ones.
+func TestSnapshotSyncKilled(t *testing.T) {
+	for iter := 0; iter < 6; iter++ {
+		dir := t.TempDir()
+		basePath := filepath.Join(dir, "base.qcow2")
+		newQcow2(t, basePath, mib)
+		cmd := exec.Command(os.Args[0], "-test.run=^TestHelperSnapshotLoop$", "-test.count=1")
+		cmd.Env = append(os.Environ(), "SNAPVM_SNAPSHOT_LOOP_DIR="+dir)
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 6)
+		if _, err := io.ReadFull(out, buf); err != nil || string(buf) != "ready\n" {
+			cmd.Process.Kill()
+			cmd.Wait()
+			t.Fatalf("helper did not start: %q %v", buf, err)
+		}
+		// Vary the moment of the kill; nothing is asserted about timing.
+		time.Sleep(time.Duration(iter*iter*8+2) * time.Millisecond)
+		cmd.Process.Kill()
+		cmd.Wait()
+
+		prev := basePath
+		for i := 0; ; i++ {
+			p := filepath.Join(dir, fmt.Sprintf("ov%03d.qcow2", i))
+			if _, err := os.Stat(p); err != nil {
+				break
+			}
+			img, err := qcow2.Open(p, qcow2.OpenOptions{ReadOnly: true, NoBacking: true})
+			if err != nil {
+				t.Fatalf("kill %d: %s: %v", iter, p, err)
+			}
+			if img.BackingFile() != prev || img.BackingFormat() != "qcow2" || img.Size() != mib {
+				t.Fatalf("kill %d: %s: backing %q (%s), size %d", iter, p, img.BackingFile(), img.BackingFormat(), img.Size())
+			}
+			img.Close()
+			res, err := qcow2.Check(p, qcow2.RepairNone)
+			if err != nil || res.Corruptions != 0 {
+				t.Fatalf("kill %d: %s: check %+v %v", iter, p, res, err)
+			}
+			prev = p
+		}
+		t.Logf("kill %d: %d whole overlays", iter, countPrefix(dirNames(t, dir), "ov"))
+		for _, name := range dirNames(t, dir) {
+			if name != "base.qcow2" && !strings.HasPrefix(name, "ov") && !strings.HasPrefix(name, ".ov") {
+				t.Fatalf("kill %d: unexpected file %s", iter, name)
+			}
+		}
+	}
+}
+
+func countPrefix(names []string, prefix string) int {
+	n := 0
+	for _, s := range names {
+		if strings.HasPrefix(s, prefix) {
+			n++
+		}
+	}
+	return n
+}
+
+// BenchmarkSnapshotSync measures one blockdev-snapshot-sync on a 64 MiB
+// disk (file creation with its fsyncs, the switch, the base made read-only).
+func BenchmarkSnapshotSync(b *testing.B) {
+	dir := b.TempDir()
+	p := filepath.Join(dir, "base.qcow2")
+	if err := qcow2.Create(p, qcow2.CreateOptions{Size: 64 * mib}); err != nil {
+		b.Fatal(err)
+	}
+	g := NewGraph()
+	defer g.Close()
+	n, err := g.Add(Options{Driver: "qcow2", NodeName: "base", File: &Ref{Options: &Options{Driver: "file", Filename: p}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := g.NewBackend("drive0", n); err != nil {
+		b.Fatal(err)
+	}
+	for i := 0; b.Loop(); i++ {
+		if err := g.SnapshotSync(SnapshotSync{Device: ptr("drive0"), SnapshotFile: filepath.Join(dir, fmt.Sprintf("ov%d.qcow2", i))}); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
