@@ -70,6 +70,10 @@ type Manager struct {
 	Disks Disks
 	// Now gives the snapshot date; nil means time.Now.
 	Now func() time.Time
+	// HoldDiskWrites, when set, blocks new guest disk requests until the
+	// returned release is called. A save then resumes the guest as soon as
+	// its state is copied, instead of after everything is written.
+	HoldDiskWrites func() (release func())
 }
 
 func (m *Manager) now() time.Time {
@@ -193,26 +197,47 @@ func (m *Manager) save(tag, vmstateNode string, disks []Disk, opt SaveOptions) e
 		return err
 	}
 
+	// The guest is paused only while its state is copied. Disk writes stay
+	// held from the pause until every disk snapshot exists, so the disks
+	// are snapshotted at the same instant as the RAM.
 	wasRunning := m.VM.Pause("save-vm")
-	defer func() {
-		if wasRunning {
+	resumed := false
+	resume := func() {
+		if wasRunning && !resumed {
+			resumed = true
 			m.VM.Resume()
 		}
-	}()
+	}
+	defer resume()
+	release := func() {}
+	if m.HoldDiskWrites != nil {
+		release = m.HoldDiskWrites()
+	}
+	defer release()
 
 	clockNs := m.VM.Clock().Nanoseconds()
+	capture, err := vmstate.CaptureState(m.VM.StateConfig(), clockNs, m.VM.Sections(), m.VM.RAM())
+	if err != nil {
+		return fmt.Errorf("Error while writing VM state: %v", err)
+	}
+	defer capture.Release()
+	m.VM.RAM().ClearDirty()
+	if m.HoldDiskWrites != nil {
+		resume()
+	}
+
 	store := imageStore{vmDisk.Image}
 	// Anything left in the vm-state area (a failed save) must not leak
 	// into this stream's holes.
 	if err := vmDisk.Image.DiscardVMState(); err != nil {
 		return fmt.Errorf("Error while writing VM state: %v", err)
 	}
-	var vmSize int64
+	vmSize := capture.Size()
 	progress := opt.Progress
 	if progress != nil {
 		progress(0, 1)
 	}
-	vmSize, err = vmstate.Save(store, m.VM.StateConfig(), clockNs, m.VM.Sections(), m.VM.RAM(), func(done, total int64) {
+	err = capture.WriteTo(store, func(done, total int64) {
 		if progress != nil {
 			progress(done, total+int64(len(disks)))
 		}
@@ -263,7 +288,6 @@ func (m *Manager) save(tag, vmstateNode string, disks []Disk, opt SaveOptions) e
 			return fmt.Errorf("Could not create snapshot '%s' on '%s'", tag, d.Display)
 		}
 	}
-	m.VM.RAM().ClearDirty()
 	return nil
 }
 

@@ -268,3 +268,31 @@ func TestSizeString(t *testing.T) {
 		}
 	}
 }
+
+func TestSaveResumesBeforeWritingWhenDiskWritesAreHeld(t *testing.T) {
+	r := newRig(t, 1)
+	r.mgr.HoldDiskWrites = func() func() {
+		r.vm.events = append(r.vm.events, "HOLD")
+		return func() {
+			if n := len(r.disks.disks[0].Image.Snapshots()); n != 1 {
+				t.Errorf("disk writes released before the snapshot existed (%d snapshots)", n)
+			}
+			r.vm.events = append(r.vm.events, "RELEASE")
+		}
+	}
+	r.vm.ram.WriteAt([]byte("before"), r.vm.ram.Base)
+	if err := r.mgr.Save("s", "adisk", r.names(), SaveOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(r.vm.events, ","); got != "STOP,HOLD,RESUME,RELEASE" {
+		t.Fatalf("events %q", got)
+	}
+	// The guest changes RAM after resuming; the snapshot keeps the old page.
+	r.vm.ram.WriteAt([]byte("after!"), r.vm.ram.Base)
+	if err := r.mgr.Load("s", "adisk", r.names(), LoadOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if string(r.vm.ram.Data[:6]) != "before" {
+		t.Fatalf("RAM after load %q", r.vm.ram.Data[:6])
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"github.com/snapvm/snapvm/memory"
+	"golang.org/x/sys/unix"
 )
 
 // The stream layout, described in docs/vmstate.md:
@@ -308,39 +309,122 @@ func (h *Header) LoadSections(sections []Section) error {
 // Progress receives the number of bytes written or read so far out of total.
 type Progress func(done, total int64)
 
-// Save writes a whole stream to st: the header block (sections saved now)
-// and every RAM page ever written. The VM must be paused. It returns the
-// stream size, which is what a snapshot records as its vm state size.
-func Save(st Store, cfg Config, vmClockNs int64, sections []Section, ram *memory.RAM, progress Progress) (int64, error) {
+// Capture is a VM's state taken at one instant: the header block (every
+// section saved) and a copy of every RAM page ever written. Taking it costs
+// one memory copy, so the guest can run again while it is written out.
+type Capture struct {
+	header  []byte
+	extents [][2]int64 // RAM byte ranges, in order
+	copy    []byte     // the extents' bytes, packed; a private mapping
+	ramSize uint64
+}
+
+// CaptureState saves every section and copies the written RAM. The VM must
+// be paused. Release the capture when done with it.
+func CaptureState(cfg Config, vmClockNs int64, sections []Section, ram *memory.RAM) (*Capture, error) {
 	hdr, err := EncodeHeader(cfg, vmClockNs, sections)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	ramOff := RAMOffsetFor(int64(len(hdr)))
-	extents := writtenExtents(ram)
-	var total int64 = int64(len(hdr))
-	for _, e := range extents {
-		total += e[1] - e[0]
+	c := &Capture{header: hdr, extents: writtenExtents(ram), ramSize: ram.Size()}
+	var n int64
+	for _, e := range c.extents {
+		n += e[1] - e[0]
 	}
-	if err := st.WriteVMState(hdr, 0); err != nil {
-		return 0, fmt.Errorf("vmstate: writing the header: %w", err)
+	if n > 0 {
+		buf, err := unix.Mmap(-1, 0, int(n), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE)
+		if err != nil {
+			return nil, fmt.Errorf("vmstate: no memory to copy %d bytes of RAM: %w", n, err)
+		}
+		_ = unix.Madvise(buf, unix.MADV_HUGEPAGE)
+		c.copy = buf
+		// Copy in parallel: the copy is the whole of the guest's pause.
+		offs := make([]int64, len(c.extents))
+		var at int64
+		for i, e := range c.extents {
+			offs[i] = at
+			at += e[1] - e[0]
+		}
+		idx := make([][2]int64, len(c.extents))
+		for i := range idx {
+			idx[i] = [2]int64{int64(i), int64(i) + 1}
+		}
+		_ = forEachExtent(idx, func(r [2]int64) error {
+			e := c.extents[r[0]]
+			copy(buf[offs[r[0]]:], ram.Data[e[0]:e[1]])
+			return nil
+		}, func(int64) {})
 	}
-	done := int64(len(hdr))
+	return c, nil
+}
+
+// Release frees the RAM copy.
+func (c *Capture) Release() {
+	if c.copy != nil {
+		_ = unix.Munmap(c.copy)
+		c.copy = nil
+	}
+}
+
+// Size is the stream's length once written: what a snapshot records as its
+// vm state size.
+func (c *Capture) Size() int64 { return RAMOffsetFor(int64(len(c.header))) + int64(c.ramSize) }
+
+// WriteTo writes the stream to st.
+func (c *Capture) WriteTo(st Store, progress Progress) error {
+	ramOff := RAMOffsetFor(int64(len(c.header)))
+	total := int64(len(c.header)) + int64(len(c.copy))
+	if err := st.WriteVMState(c.header, 0); err != nil {
+		return fmt.Errorf("vmstate: writing the header: %w", err)
+	}
+	done := int64(len(c.header))
 	if progress != nil {
 		progress(done, total)
 	}
-	err = forEachExtent(extents, func(e [2]int64) error {
-		return st.WriteVMState(ram.Data[e[0]:e[1]], ramOff+e[0])
+	// Split long runs so several requests are in flight.
+	type piece struct{ ram, buf, n int64 }
+	var pieces []piece
+	var at int64
+	for _, e := range c.extents {
+		for s := e[0]; s < e[1]; s += ExtentSize {
+			n := min(ExtentSize, e[1]-s)
+			pieces = append(pieces, piece{s, at, n})
+			at += n
+		}
+	}
+	// forEachExtent reports each item's length as its end minus start, so
+	// an item is {index, index+bytes}.
+	idx := make([][2]int64, len(pieces))
+	for i, p := range pieces {
+		idx[i] = [2]int64{int64(i), int64(i) + p.n}
+	}
+	err := forEachExtent(idx, func(r [2]int64) error {
+		p := pieces[r[0]]
+		return st.WriteVMState(c.copy[p.buf:p.buf+p.n], ramOff+p.ram)
 	}, func(n int64) {
+		done += n
 		if progress != nil {
-			done += n
 			progress(done, total)
 		}
 	})
 	if err != nil {
-		return 0, fmt.Errorf("vmstate: writing RAM: %w", err)
+		return fmt.Errorf("vmstate: writing RAM: %w", err)
 	}
-	return ramOff + int64(ram.Size()), nil
+	return nil
+}
+
+// Save captures the state and writes it to st in one go. It returns the
+// stream size.
+func Save(st Store, cfg Config, vmClockNs int64, sections []Section, ram *memory.RAM, progress Progress) (int64, error) {
+	c, err := CaptureState(cfg, vmClockNs, sections, ram)
+	if err != nil {
+		return 0, err
+	}
+	defer c.Release()
+	if err := c.WriteTo(st, progress); err != nil {
+		return 0, err
+	}
+	return c.Size(), nil
 }
 
 // ReadHeader reads and decodes the header block of the stream in st.
@@ -360,8 +444,10 @@ func ReadHeader(st Store) (*Header, error) {
 	return DecodeHeader(block)
 }
 
-// LoadRAM replaces guest RAM with the stream's: RAM is zeroed, then every
-// allocated range of the RAM area is read in. Pages read are marked written.
+// LoadRAM replaces guest RAM with the stream's: every allocated range of the
+// RAM area is read straight into guest memory, and every other page the
+// guest had written is cleared. Pages already resident stay mapped, so the
+// load costs no page faults for them. Pages read are marked written.
 func LoadRAM(st Store, h *Header, ram *memory.RAM, progress Progress) error {
 	if h.Config.RAMSize != ram.Size() {
 		return fmt.Errorf("vmstate: RAM size mismatch")
@@ -370,30 +456,31 @@ func LoadRAM(st Store, h *Header, ram *memory.RAM, progress Progress) error {
 	if err != nil {
 		return fmt.Errorf("vmstate: mapping the RAM area: %w", err)
 	}
-	if err := ram.Zero(); err != nil {
-		return err
-	}
 	var extents [][2]int64
 	var total int64
+	loaded := make([]bool, ram.Pages())
 	for _, r := range ranges {
 		start, end := r[0]-h.RAMOffset, r[1]-h.RAMOffset
-		if start < 0 || end > int64(ram.Size()) || start >= end {
-			return formatErr("RAM range [%d, %d) outside the RAM area", r[0], r[1])
+		if start < 0 || end > int64(ram.Size()) || start >= end || start%memory.PageSize != 0 || end%memory.PageSize != 0 {
+			return formatErr("RAM range [%d, %d) outside the RAM area or not page aligned", r[0], r[1])
 		}
 		for s := start; s < end; s += ExtentSize {
 			extents = append(extents, [2]int64{s, min(s+ExtentSize, end)})
 		}
+		for p := start / memory.PageSize; p < end/memory.PageSize; p++ {
+			loaded[p] = true
+		}
 		total += end - start
 	}
+	for p := uint64(0); p < ram.Pages(); p++ {
+		if !loaded[p] && ram.Written(p) {
+			clear(ram.Data[p*memory.PageSize : (p+1)*memory.PageSize])
+		}
+	}
+	ram.ResetBitmaps()
 	var done int64
 	err = forEachExtent(extents, func(e [2]int64) error {
-		if err := st.ReadVMState(ram.Data[e[0]:e[1]], h.RAMOffset+e[0]); err != nil {
-			return err
-		}
-		for p := e[0] / memory.PageSize; p < (e[1]+memory.PageSize-1)/memory.PageSize; p++ {
-			ram.SetWritten(uint64(p))
-		}
-		return nil
+		return st.ReadVMState(ram.Data[e[0]:e[1]], h.RAMOffset+e[0])
 	}, func(n int64) {
 		if progress != nil {
 			done += n
@@ -402,6 +489,11 @@ func LoadRAM(st Store, h *Header, ram *memory.RAM, progress Progress) error {
 	})
 	if err != nil {
 		return fmt.Errorf("vmstate: reading RAM: %w", err)
+	}
+	for p := range loaded {
+		if loaded[p] {
+			ram.SetWritten(uint64(p))
+		}
 	}
 	return nil
 }
