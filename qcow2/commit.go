@@ -128,7 +128,7 @@ func (x *txn) final(c int64) (uint64, error) {
 // alloc reserves n contiguous clusters that are free now and untouched by the switch.
 func (x *txn) alloc(n int64) (int64, error) {
 	img := x.img
-	start, run := img.freeHint, int64(0)
+	start, run := max(img.freeHint, 1), int64(0)
 	for c := start; run < n; c++ {
 		if c >= img.scanLimit && c >= x.maxTouched {
 			break // everything from here on is free

@@ -189,7 +189,7 @@ func readTable(f io.ReaderAt, off, n, fileSize int64, name string) ([]uint64, er
 	if n == 0 {
 		return nil, nil
 	}
-	if off+n*8 > fileSize {
+	if off < 0 || off+n*8 > fileSize {
 		return nil, formatErr(off, "%s extends beyond end of file", name)
 	}
 	raw := make([]byte, n*8)

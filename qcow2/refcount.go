@@ -177,7 +177,8 @@ func (img *Image) addRef(c int64, delta int64) error {
 
 // findFreeRun returns the first index of n consecutive clusters with refcount 0.
 func (img *Image) findFreeRun(n int64) (int64, error) {
-	start, run := img.freeHint, int64(0)
+	// Cluster 0 holds the header, whatever a corrupt refcount block says.
+	start, run := max(img.freeHint, 1), int64(0)
 	for c := start; run < n; {
 		if c >= img.scanLimit {
 			break // everything from here on is free
@@ -210,7 +211,10 @@ func (img *Image) findFreeRun(n int64) (int64, error) {
 // allocClusters allocates n contiguous host clusters with refcount 1 and returns the offset
 // of the first. The caller must reference them (or free them) before the next flushMeta.
 func (img *Image) allocClusters(n int64) (int64, error) {
-	for {
+	for tries := 0; ; tries++ {
+		if tries > 1024 {
+			return 0, formatErr(img.reftableOff, "cannot allocate %d clusters", n)
+		}
 		c, err := img.findFreeRun(n)
 		if err != nil {
 			return 0, err
@@ -248,7 +252,10 @@ func (img *Image) allocClusters(n int64) (int64, error) {
 // ensureRefblock creates the refcount block for block index ti (growing the refcount table
 // if needed). The block is written and synced before the table entry pointing to it.
 func (img *Image) ensureRefblock(ti int64) error {
-	for img.refblockOffset(ti) == 0 {
+	for tries := 0; img.refblockOffset(ti) == 0; tries++ {
+		if tries > 64 {
+			return formatErr(img.reftableOff, "cannot allocate refcount block %d", ti)
+		}
 		if ti >= int64(len(img.reftable)) {
 			if err := img.growReftable(ti + 1); err != nil {
 				return err
