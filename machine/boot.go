@@ -18,17 +18,17 @@ type segment struct {
 	size uint64 // memory size (>= len(data); the rest is zero)
 }
 
-// loadKernel decodes an ELF (segments at their physical addresses) or
-// takes a raw image (at DRAM base).
-func loadKernel(img []byte, ram *memory.RAM) ([]segment, error) {
+// loadImage decodes an ELF (segments at their physical addresses) or
+// takes a raw image (at rawAt).
+func loadImage(img []byte, rawAt uint64, ram *memory.RAM) ([]segment, error) {
 	if len(img) == 0 {
 		return nil, errors.New("kernel image is empty")
 	}
 	if !bytes.HasPrefix(img, []byte(elf.ELFMAG)) {
-		if !ram.Contains(DRAMBase, uint64(len(img))) {
-			return nil, fmt.Errorf("kernel image of %d bytes does not fit in RAM", len(img))
+		if !ram.Contains(rawAt, uint64(len(img))) {
+			return nil, fmt.Errorf("image of %d bytes at %#x does not fit in RAM", len(img), rawAt)
 		}
-		return []segment{{addr: DRAMBase, data: img, size: uint64(len(img))}}, nil
+		return []segment{{addr: rawAt, data: img, size: uint64(len(img))}}, nil
 	}
 	f, err := elf.NewFile(bytes.NewReader(img))
 	if err != nil {
@@ -71,6 +71,31 @@ func installSegments(segs []segment, ram *memory.RAM) error {
 	}
 	return nil
 }
+
+// endAddr is the first address after every segment.
+func endAddr(segs []segment) uint64 {
+	var end uint64
+	for _, s := range segs {
+		end = max(end, s.addr+s.size)
+	}
+	return end
+}
+
+// overlap reports whether any segment of a overlaps one of b.
+func overlap(a, b []segment) bool {
+	for _, x := range a {
+		for _, y := range b {
+			if x.addr < y.addr+y.size && y.addr < x.addr+x.size {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// kernelAlign is where a kernel goes after firmware: the next 2 MiB
+// boundary, as QEMU's riscv_calc_kernel_start_addr does on RV64.
+const kernelAlign = 2 << 20
 
 func lowestAddr(segs []segment) uint64 {
 	lo := segs[0].addr

@@ -79,8 +79,12 @@ type Cause struct {
 type Config struct {
 	RAMSize uint64 // bytes; 0 = 128 MiB
 	Harts   int    // 0 = 1
+	// Firmware (-bios FILE) is an ELF or raw image (at 0x80000000), e.g.
+	// OpenSBI's fw_dynamic; nil is -bios none.
+	Firmware []byte
 	// Kernel is an ELF (loaded at its physical addresses) or a raw image
-	// (loaded at 0x80000000).
+	// (loaded at 0x80000000, or after the firmware at the next 2 MiB
+	// boundary). It may be empty only with Firmware.
 	Kernel []byte
 	Append string // /chosen/bootargs
 	// Serial receives UART0 output (nil discards); SerialIn, if set, is
@@ -195,10 +199,31 @@ func New(cfg Config) (*Machine, error) {
 	m.cond = sync.NewCond(&m.mu)
 	m.state = RunStatePrelaunch
 
-	m.segs, err = loadKernel(cfg.Kernel, ram)
-	if err != nil {
-		ram.Close()
-		return nil, fmt.Errorf("machine: %w", err)
+	// The start address is always DRAM base; fw_dynamic_info tells
+	// firmware where the kernel is (0 without one, as QEMU).
+	var kernelLow uint64
+	kernelAt := uint64(DRAMBase)
+	if cfg.Firmware != nil {
+		fw, err := loadImage(cfg.Firmware, DRAMBase, ram)
+		if err != nil {
+			ram.Close()
+			return nil, fmt.Errorf("machine: firmware: %w", err)
+		}
+		m.segs = fw
+		kernelAt = (endAddr(fw) + kernelAlign - 1) &^ (kernelAlign - 1)
+	}
+	if cfg.Kernel != nil || cfg.Firmware == nil {
+		k, err := loadImage(cfg.Kernel, kernelAt, ram)
+		if err != nil {
+			ram.Close()
+			return nil, fmt.Errorf("machine: %w", err)
+		}
+		if overlap(m.segs, k) {
+			ram.Close()
+			return nil, errors.New("machine: the kernel overlaps the firmware")
+		}
+		m.segs = append(m.segs, k...)
+		kernelLow = lowestAddr(k)
 	}
 
 	m.bus = &bus{}
@@ -256,7 +281,7 @@ func New(cfg Config) (*Machine, error) {
 		return nil, fmt.Errorf("machine: %w", err)
 	}
 	m.fdtAddr = fdtAddress(cfg.RAMSize, len(m.fdt))
-	m.bus.rom = resetROM(m.fdtAddr, lowestAddr(m.segs))
+	m.bus.rom = resetROM(m.fdtAddr, kernelLow)
 	if err := m.loadImages(); err != nil {
 		m.Close()
 		return nil, fmt.Errorf("machine: %w", err)

@@ -418,3 +418,28 @@ func TestKernelErrors(t *testing.T) {
 		t.Fatal("image larger than RAM accepted")
 	}
 }
+
+func TestFirmwareAndKernelPlacement(t *testing.T) {
+	fw := hiGuest(0x5555)
+	kernel := []byte("KERNEL!!")
+	m, _, _ := boot(t, Config{Firmware: fw, Kernel: kernel, StartPaused: true})
+	got := make([]byte, len(kernel))
+	m.RAM().ReadAt(got, 0x80200000)
+	if string(got) != "KERNEL!!" {
+		t.Fatalf("raw kernel not at 0x80200000: %q", got)
+	}
+	if next, _ := m.bus.Load(0x1028+16, 8); next != 0x80200000 {
+		t.Fatalf("fw_dynamic_info next_addr %#x", next)
+	}
+	if start, _ := m.bus.Load(0x1018, 8); start != DRAMBase {
+		t.Fatalf("start %#x", start)
+	}
+	m2, _, _ := boot(t, Config{Firmware: fw, StartPaused: true})
+	if next, _ := m2.bus.Load(0x1028+16, 8); next != 0 {
+		t.Fatalf("next_addr without a kernel %#x, want 0", next)
+	}
+	elf, _ := guests.ELF("hello") // linked at 0x80000000
+	if _, err := New(Config{Firmware: fw, Kernel: elf}); err == nil {
+		t.Fatal("kernel overlapping the firmware accepted")
+	}
+}

@@ -41,8 +41,15 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		if kernel, err = os.ReadFile(opts.Kernel); err != nil {
 			return fail(fmt.Errorf("could not load kernel '%s': %v", opts.Kernel, unwrapPathErr(err)))
 		}
-	} else {
+	} else if !opts.HasFirmware() {
 		kernel = []byte{0x73, 0x00, 0x50, 0x10} // -machine dumpdtb without a kernel: a lone wfi
+	}
+
+	var firmware []byte
+	if opts.HasFirmware() {
+		if firmware, err = loadFirmware(opts.BIOS); err != nil {
+			return fail(err)
+		}
 	}
 
 	g := block.NewGraph()
@@ -59,7 +66,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	defer serial.Close()
 
 	m, err := machine.New(machine.Config{
-		RAMSize: opts.RAMSize, Harts: opts.SMP, Kernel: kernel, Append: opts.Append,
+		RAMSize: opts.RAMSize, Harts: opts.SMP, Firmware: firmware, Kernel: kernel, Append: opts.Append,
 		Serial: serial.out, SerialIn: serial.in,
 		Blocks: g, BlkDevices: backends,
 		NoShutdown: opts.NoShutdown, NoReboot: opts.NoReboot,
@@ -112,6 +119,33 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	<-m.Done()
 	return m.ExitCode()
+}
+
+// firmwareDirs are searched for -bios default and relative -bios names,
+// like QEMU's data directory.
+var firmwareDirs = []string{"/usr/share/qemu", "/usr/local/share/qemu"}
+
+// defaultFirmware is what qemu-system-riscv64 loads for -bios default.
+const defaultFirmware = "opensbi-riscv64-generic-fw_dynamic.bin"
+
+// loadFirmware reads the -bios image.
+func loadFirmware(name string) ([]byte, error) {
+	file := name
+	if name == "default" {
+		file = defaultFirmware
+	}
+	candidates := []string{file}
+	if !filepath.IsAbs(file) {
+		for _, d := range firmwareDirs {
+			candidates = append(candidates, filepath.Join(d, file))
+		}
+	}
+	for _, c := range candidates {
+		if b, err := os.ReadFile(c); err == nil {
+			return b, nil
+		}
+	}
+	return nil, fmt.Errorf("Unable to load the RISC-V firmware %q", file)
 }
 
 // attachDisks opens -blockdev and -drive nodes and returns the backends of

@@ -214,3 +214,44 @@ func TestDiskcheckOnQcow2(t *testing.T) {
 		t.Fatalf("qemu-img check: %v\n%s", err, out)
 	}
 }
+
+// TestOpenSBIBannerMatchesQEMU boots QEMU's own OpenSBI 1.1 (-bios default,
+// no kernel) on both and compares the boot banner.
+func TestOpenSBIBannerMatchesQEMU(t *testing.T) {
+	fw, err := loadFirmware("default")
+	if err != nil || len(fw) == 0 {
+		t.Fatalf("%v: install it with scripts/setup.sh (Debian package qemu-system-data, with qemu-system-misc)", err)
+	}
+	const last = "Boot HART MEDELEG"
+	banner := func(s string) string {
+		var keep []string
+		for _, l := range strings.Split(s, "\n") {
+			// The hardware performance counters are not modelled.
+			if !strings.HasPrefix(l, "Boot HART MHPM Count") {
+				keep = append(keep, l)
+			}
+			if strings.HasPrefix(l, last) {
+				break
+			}
+		}
+		return strings.Join(keep, "\n")
+	}
+	q, err := vmrun.Run(vmrun.QEMU(t), []string{"-M", "virt", "-nographic", "-bios", "default", "-cpu", vmrun.QEMUCPU}, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(q.Output), last) {
+		t.Fatalf("qemu output:\n%s", q.Output)
+	}
+	sock := filepath.Join(t.TempDir(), "qmp.sock")
+	out, errb, done := start("-M", "virt", "-nographic", "-bios", "default", "-qmp", "unix:"+sock+",server=on,wait=off")
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(out.String(), last) && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	qmpCommand(t, sock, `{"execute":"quit"}`)
+	waitExit(t, done, errb)
+	if got, want := banner(out.String()), banner(string(q.Output)); got != want {
+		t.Fatalf("banner differs\nqemu:\n%s\nsnapvm:\n%s", want, got)
+	}
+}

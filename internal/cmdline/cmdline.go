@@ -56,7 +56,7 @@ type Options struct {
 	Machine     string // "virt"
 	DumpDTB     string // -machine dumpdtb=PATH
 	NoDefaults  bool
-	BIOS        string // "none"
+	BIOS        string // "none" (also when not given), "default" (QEMU's OpenSBI) or a file
 	Kernel      string
 	Append      string
 	RAMSize     uint64 // bytes; 0 = machine default
@@ -144,8 +144,8 @@ func (o *Options) apply(name, val string) error {
 	case "nodefaults":
 		o.NoDefaults = true
 	case "bios":
-		if val != "none" {
-			return errf("", "Unable to load the RISC-V firmware %q (snapvm boots with -bios none only)", val)
+		if val == "" {
+			return errf(opt, "empty firmware file name")
 		}
 		o.BIOS = val
 	case "kernel":
@@ -564,7 +564,7 @@ func (o *Options) finish() error {
 	if o.Append != "" && o.Kernel == "" && !o.Empty {
 		return errf("", "-append only allowed with -kernel option")
 	}
-	if o.Kernel == "" && !o.Empty && o.DumpDTB == "" {
+	if o.Kernel == "" && !o.Empty && o.DumpDTB == "" && !o.HasFirmware() {
 		return errf("", "no -kernel given: snapvm boots bare-metal guests with -bios none -kernel FILE")
 	}
 	virtioDevs := len(o.Devices)
@@ -578,6 +578,9 @@ func (o *Options) finish() error {
 	}
 	return nil
 }
+
+// HasFirmware reports whether -bios names firmware to load.
+func (o *Options) HasFirmware() bool { return o.BIOS != "" && o.BIOS != "none" }
 
 // SerialBackend is the backend of UART0: the first -serial, or the
 // default (stdio, or none with -nodefaults).

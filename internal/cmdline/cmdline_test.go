@@ -61,6 +61,16 @@ func TestMemorySizes(t *testing.T) {
 	}
 }
 
+func TestFirmwareWithoutKernel(t *testing.T) {
+	o, err := Parse([]string{"-bios", "default"})
+	if err != nil || !o.HasFirmware() {
+		t.Fatalf("%v %+v", err, o)
+	}
+	if o, _ := Parse([]string{"-bios", "none", "-kernel", "k"}); o.HasFirmware() {
+		t.Fatal("-bios none is no firmware")
+	}
+}
+
 func TestNoArguments(t *testing.T) {
 	o, err := Parse(nil)
 	if err != nil || !o.Empty {
@@ -110,7 +120,6 @@ func TestErrors(t *testing.T) {
 		{"-kernel k -device foo", "-device foo: 'foo' is not a valid device model name"},
 		{"-kernel k -device virtio-blk-device", "-device virtio-blk-device: drive property not set"},
 		{"-kernel k -device virtio-blk-device,drive=d,bogus=1", "Property 'virtio-blk-device.bogus' not found"},
-		{"-kernel k -bios foo", "Unable to load the RISC-V firmware \"foo\""},
 		{"-kernel k -display gtk", "-display gtk: Parameter 'type' does not accept value 'gtk'"},
 		{"-kernel k -qmp foo", "-qmp foo: 'foo' is not a valid char driver"},
 		{"-kernel k -qmp unix:/x,server=maybe", "Parameter 'server' expects 'on' or 'off'"},
