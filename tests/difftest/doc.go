@@ -1,7 +1,6 @@
 // Package difftest runs the bundled guests on qemu-system-riscv64 and on
-// snapvm and compares what they print. The QEMU-only checks (each guest
-// behaves as intended on the reference) always run; the comparison with
-// snapvm is built with the snapvm_e2e tag:
-//
-//	go test -tags snapvm_e2e ./tests/difftest
+// snapvm (built from ./cmd/snapvm) and compares what they print: hello's
+// and cpubench's whole output (cpubench's instret against QEMU with
+// -icount shift=0), and the same behavioural checks for the endless guests
+// (ticker, diskcheck, memfill) on both machines.
 package difftest

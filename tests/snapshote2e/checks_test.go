@@ -103,6 +103,7 @@ func checkDiskcheckSnapshot(t *testing.T, boot boot, slow time.Duration) {
 			t.Fatalf("%s:\n%s", l, v.out)
 		}
 	}
+	t.Logf("%s output:\n%s", v.name, v.out)
 }
 
 var (

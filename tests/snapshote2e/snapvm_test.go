@@ -1,5 +1,3 @@
-//go:build snapvm_e2e
-
 package snapshote2e
 
 import (
@@ -24,8 +22,4 @@ func TestTickerSnapshotOnSnapvm(t *testing.T) {
 
 func TestDiskcheckSnapshotOnSnapvm(t *testing.T) {
 	checkDiskcheckSnapshot(t, snapvmBoot(t), time.Minute)
-}
-
-func TestMemfillSnapshotOnSnapvm(t *testing.T) {
-	checkMemfillSnapshot(t, snapvmBoot(t), time.Minute)
 }
