@@ -1,5 +1,3 @@
-//go:build snapvm_e2e
-
 package randinsn
 
 import (
