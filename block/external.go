@@ -125,19 +125,52 @@ func notFoundText(device, nodeName *string) string {
 }
 
 // snapshotBlocker returns why n cannot take an external snapshot: it is
-// some node's backing (QEMU's op blocker) or, a snapvm limit, some format
-// node's file.
+// some node's backing (QEMU's op blocker, whose text names the parent by
+// the node name it had when the backing was attached) or, a snapvm limit,
+// some format node's file.
 func (g *Graph) snapshotBlocker(n *Node) error {
 	g.mu.Lock()
 	parents := append([]parentLink(nil), n.parents...)
 	g.mu.Unlock()
 	for _, p := range parents {
 		if p.role == "backing" {
-			return fmt.Errorf("Node '%s' is busy: node is used as backing hd of '%s'", g.DeviceOrNodeName(n), g.DeviceOrNodeName(p.parent))
+			return fmt.Errorf("Node '%s' is busy: node is used as backing hd of '%s'", g.DeviceOrNodeName(n), p.parent.name)
 		}
 	}
 	for _, p := range parents {
-		return fmt.Errorf("Node '%s' is busy: node is used as %s of '%s'", g.DeviceOrNodeName(n), p.role, g.DeviceOrNodeName(p.parent))
+		return fmt.Errorf("Node '%s' is busy: node is used as %s of '%s'", g.DeviceOrNodeName(n), p.role, p.parent.name)
+	}
+	return nil
+}
+
+// needsConsistentRead reports whether a user of n relies on its content
+// staying as it is (QEMU's BLK_PERM_CONSISTENT_READ): a backend, a qcow2
+// node reading its metadata from n as its file, or a user of a node that
+// reads through n (n as its backing or as a raw node's file).
+// Preconditions: g.mu held.
+func (g *Graph) needsConsistentRead(n *Node) bool {
+	if n.backends > 0 {
+		return true
+	}
+	for _, p := range n.parents {
+		if p.role == "file" && p.parent.drvName == "qcow2" || g.needsConsistentRead(p.parent) {
+			return true
+		}
+	}
+	return false
+}
+
+// snapshotImage is the qcow2 image that holds n's internal snapshots: its
+// own, or for a raw node its file's (QEMU falls through to the file child
+// of a format without snapshots). Nil if there is none.
+func snapshotImage(n *Node) *qcow2.Image {
+	for ; n != nil; n = n.file {
+		if n.img != nil {
+			return n.img
+		}
+		if n.drvName != "raw" {
+			break
+		}
 	}
 	return nil
 }
@@ -177,6 +210,12 @@ func (g *Graph) unused(n *Node) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return n.backends == 0 && len(n.parents) == 0
+}
+
+func (g *Graph) inUse(n *Node) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.needsConsistentRead(n)
 }
 
 // externalState is the transaction state of one external snapshot action
@@ -315,7 +354,7 @@ func (s *externalState) prepareSync() error {
 // graph is drained, so no request sees both.
 func (s *externalState) appendOverlay() error {
 	g, ov, src := s.g, s.ov, s.src
-	if !g.unused(ov) {
+	if g.inUse(ov) {
 		return errors.New("The overlay is already in use")
 	}
 	if ov.Backing() != nil {
@@ -493,7 +532,7 @@ func renameInto(tmp, path string, replace bool) error {
 // internalState is the transaction state of blockdev-snapshot-internal-sync.
 type internalState struct {
 	a       InternalSnapshot
-	node    *Node
+	img     *qcow2.Image
 	created *qcow2.SnapshotInfo
 }
 
@@ -525,13 +564,14 @@ func (s *internalState) prepare(tx *txn) error {
 	if n.ReadOnly() {
 		return fmt.Errorf("Device '%s' is read only", a.Device)
 	}
-	if n.img == nil {
+	img := snapshotImage(n)
+	if img == nil {
 		return fmt.Errorf("Block format '%s' used by device '%s' does not support internal snapshots", n.drvName, a.Device)
 	}
 	if a.Name == "" {
 		return errors.New("Name is empty")
 	}
-	for _, sn := range n.img.Snapshots() {
+	for _, sn := range img.Snapshots() {
 		if sn.Name == a.Name {
 			return fmt.Errorf("Snapshot with name '%s' already exists on device '%s'", a.Name, a.Device)
 		}
@@ -540,7 +580,7 @@ func (s *internalState) prepare(tx *txn) error {
 	if date.IsZero() {
 		date = time.Now()
 	}
-	info, err := n.img.CreateSnapshot(qcow2.SnapshotInfo{
+	info, err := img.CreateSnapshot(qcow2.SnapshotInfo{
 		Name:        a.Name,
 		DateSec:     uint32(date.Unix()),
 		DateNsec:    uint32(date.Nanosecond() / 1000 * 1000), // QEMU keeps microseconds
@@ -550,7 +590,7 @@ func (s *internalState) prepare(tx *txn) error {
 	if err != nil {
 		return fmt.Errorf("Failed to create snapshot '%s' on device '%s': %s", a.Name, a.Device, errnoText(err))
 	}
-	s.node, s.created = n, &info
+	s.img, s.created = img, &info
 	return nil
 }
 
@@ -560,7 +600,7 @@ func (s *internalState) abort() {
 	if s.created == nil {
 		return
 	}
-	if err := s.node.img.DeleteSnapshot(s.created.ID, s.created.Name); err != nil {
+	if err := s.img.DeleteSnapshot(s.created.ID, s.created.Name); err != nil {
 		slog.Error(fmt.Sprintf("Failed to delete snapshot with id '%s' and name '%s' on device '%s' in abort: %v",
 			s.created.ID, s.created.Name, s.a.Device, err))
 	}
@@ -582,13 +622,15 @@ func (g *Graph) DeleteInternalSnapshot(device string, id, name *string) (Snapsho
 	if id == nil && name == nil {
 		return SnapshotInfo{}, errors.New("Name or id must be provided")
 	}
+	img := snapshotImage(n)
+	if img == nil {
+		return SnapshotInfo{}, errors.New("Failed to get a snapshot list: Operation not supported")
+	}
 	var found *qcow2.SnapshotInfo
-	if n.img != nil {
-		for _, sn := range n.img.Snapshots() {
-			if (id == nil || sn.ID == *id) && (name == nil || sn.Name == *name) {
-				found = &sn
-				break
-			}
+	for _, sn := range img.Snapshots() {
+		if (id == nil || sn.ID == *id) && (name == nil || sn.Name == *name) {
+			found = &sn
+			break
 		}
 	}
 	if found == nil {
@@ -598,7 +640,7 @@ func (g *Graph) DeleteInternalSnapshot(device string, id, name *string) (Snapsho
 	if n.ReadOnly() {
 		return SnapshotInfo{}, fmt.Errorf("Device '%s' is read only", device)
 	}
-	if err := n.img.DeleteSnapshot(strOr(id, ""), strOr(name, "")); err != nil {
+	if err := img.DeleteSnapshot(strOr(id, ""), strOr(name, "")); err != nil {
 		return SnapshotInfo{}, fmt.Errorf("Failed to remove snapshot from snapshot list: %s", errnoText(err))
 	}
 	return SnapshotInfos([]qcow2.SnapshotInfo{*found})[0], nil

@@ -170,6 +170,8 @@ func TestSnapshotOverlay(t *testing.T) {
 		{"drive0", d.node.File().NodeName(), "The overlay is already in use"},
 		{"drive0", "hasb", "The overlay already has a backing image"},
 		{"drive0", "rawov", "The overlay does not support backing images"},
+		// Nothing reads through an unused raw node: its file is not in use.
+		{"drive0", "rawfile", "The overlay does not support backing images"},
 		{"lone", "lone", "Making 'lone' a backing child of 'lone' would create a cycle"},
 	}
 	for _, c := range cases {
@@ -189,7 +191,10 @@ func TestSnapshotOverlay(t *testing.T) {
 	expectRead(t, d.be, a, 0)
 	// The old node now has an overlay.
 	err := g.SnapshotOverlay(SnapshotOverlay{Node: "base", Overlay: "lone"})
-	wantErr(t, err, nil, "Node 'base' is busy: node is used as backing hd of 'drive0'")
+	wantErr(t, err, nil, "Node 'base' is busy: node is used as backing hd of 'ov'")
+	// ov now serves the device.
+	err = g.SnapshotOverlay(SnapshotOverlay{Node: "lone", Overlay: "ov"})
+	wantErr(t, err, nil, "The overlay is already in use")
 	if err := g.Del("ov"); err == nil {
 		t.Error("attached overlay deletable")
 	}
@@ -246,7 +251,7 @@ func TestInternalSnapshots(t *testing.T) {
 		{"drive0", nil, ptr("zz"), "Snapshot with id 'null' and name 'zz' does not exist on device 'drive0'"},
 		{"drive0", ptr("9"), nil, "Snapshot with id '9' and name 'null' does not exist on device 'drive0'"},
 		{"drive0", ptr("1"), ptr("other"), "Snapshot with id '1' and name 'other' does not exist on device 'drive0'"},
-		{"rawnode", nil, ptr("s1"), "Snapshot with id 'null' and name 's1' does not exist on device 'rawnode'"},
+		{"rawnode", nil, ptr("s1"), "Failed to get a snapshot list: Operation not supported"},
 		{"rawfile", nil, ptr("s1"), "Need a root block node"},
 	}
 	for _, c := range delCases {
@@ -282,4 +287,33 @@ func TestInternalSnapshots(t *testing.T) {
 		t.Fatal(err)
 	}
 	qemuImg(t, "check", "-U", d.path)
+}
+
+// TestSnapshotOverlayUnderUnusedNode replays a sequence observed on QEMU
+// 7.2: a node that is only the backing of an unused node can become an
+// overlay, and afterwards the device's node is busy.
+func TestSnapshotOverlayUnderUnusedNode(t *testing.T) {
+	dir := t.TempDir()
+	g := NewGraph()
+	defer g.Close()
+	d := newDisk(t, g, dir, "disk0", "drive0", mib)
+	a := pattern(11, 4096)
+	mustWrite(t, d.be, a, 0)
+	for _, name := range []string{"lone", "top"} {
+		newQcow2(t, filepath.Join(dir, name+".qcow2"), mib)
+	}
+	if _, err := g.Add(Options{Driver: "qcow2", NodeName: "lone", Backing: &Ref{Null: true}, File: &Ref{Options: &Options{Driver: "file", Filename: filepath.Join(dir, "lone.qcow2")}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.Add(Options{Driver: "qcow2", NodeName: "top", Backing: &Ref{NodeName: "lone"}, File: &Ref{Options: &Options{Driver: "file", Filename: filepath.Join(dir, "top.qcow2")}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.SnapshotOverlay(SnapshotOverlay{Node: "drive0", Overlay: "lone"}); err != nil {
+		t.Fatal(err)
+	}
+	expectRead(t, d.be, a, 0)
+	err := g.SnapshotSync(SnapshotSync{Device: ptr("drive0"), SnapshotFile: filepath.Join(dir, "o.qcow2")})
+	wantErr(t, err, nil, "Node 'drive0' is busy: node is used as backing hd of 'top'")
+	err = g.SnapshotSync(SnapshotSync{NodeName: ptr("disk0"), SnapshotNodeName: ptr("x"), SnapshotFile: filepath.Join(dir, "o.qcow2")})
+	wantErr(t, err, nil, "Node 'disk0' is busy: node is used as backing hd of 'lone'")
 }
