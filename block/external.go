@@ -457,6 +457,9 @@ func createOverlayFile(path string, src *Node) (*createdFile, error) {
 	cannot := func(err error) error {
 		return kindErr(ErrOpenFileFailed, "Could not create '%s': %s", path, errnoText(err))
 	}
+	if path == "" {
+		return nil, cannot(unix.ENOENT)
+	}
 	backing, err := filepath.Abs(src.Filename())
 	if err != nil {
 		return nil, cannot(err)

@@ -289,6 +289,7 @@ func TestSnapshotSyncErrors(t *testing.T) {
 		{"missing directory", SnapshotSync{Device: ptr("drive0"), SnapshotFile: filepath.Join(dir, "nodir", "ov.qcow2")}, ErrOpenFileFailed,
 			"Could not create '" + filepath.Join(dir, "nodir", "ov.qcow2") + "': No such file or directory"},
 		{"existing file kept", SnapshotSync{Device: ptr("drive0"), SnapshotFile: existing}, ErrOpenFileFailed, "Could not create '" + existing + "': File exists"},
+		{"empty name", SnapshotSync{Device: ptr("drive0"), SnapshotFile: ""}, ErrOpenFileFailed, "Could not create '': No such file or directory"},
 		{"directory as file", SnapshotSync{Device: ptr("drive0"), SnapshotFile: dir}, ErrOpenFileFailed, "Could not create '" + dir + "': Is a directory"},
 		{"same as backing", SnapshotSync{Device: ptr("drive0"), SnapshotFile: d.path}, ErrOpenFileFailed, "Error: Trying to create an image with the same filename as the backing file"},
 		{"existing mode missing file", SnapshotSync{Device: ptr("drive0"), SnapshotFile: target, Mode: ModeExisting}, ErrOpenFileFailed, "Could not open '" + target + "': No such file or directory"},
@@ -449,6 +450,17 @@ func TestSnapshotSyncModeExisting(t *testing.T) {
 	expectRead(t, d.be, a, 8192) // the in-memory chain is right
 	if after, _ := os.ReadFile(ovPath); !bytes.Equal(before, after) {
 		t.Fatal("mode existing rewrote the overlay")
+	}
+	// A failed transaction never removes a file it did not create.
+	other := filepath.Join(dir, "other.qcow2")
+	newQcow2(t, other, mib)
+	err = g.Transaction([]Action{SnapshotSync{Device: ptr("drive0"), SnapshotFile: other, Mode: ModeExisting}, AbortAction{}}, false)
+	wantErr(t, err, nil, "Transaction aborted using Abort action")
+	if _, err := os.Stat(other); err != nil {
+		t.Fatal(err)
+	}
+	if d.be.Root().NodeName() != "pre" {
+		t.Fatal("device moved")
 	}
 }
 
