@@ -25,10 +25,9 @@ func (s *Server) registerBuiltins() {
 		if ss == nil || ss.negotiated.Load() {
 			return struct{}{}, NewError(ClassCommandNotFound, "Capabilities negotiation is already complete, command ignored")
 		}
-		if a.Enable != nil {
-			for _, c := range *a.Enable {
-				return struct{}{}, Errorf("Capability %s not available", c)
-			}
+		if a.Enable != nil && len(*a.Enable) > 0 {
+			// No capability is offered, so the first one asked for is refused.
+			return struct{}{}, Errorf("Capability %s not available", (*a.Enable)[0])
 		}
 		ss.negotiated.Store(true)
 		return struct{}{}, nil

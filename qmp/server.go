@@ -203,6 +203,14 @@ func (s *Server) Emit(name string, data any) {
 
 // Close stops the listeners, disconnects every client and waits for their goroutines.
 func (s *Server) Close() error {
+	s.disconnectAll()
+	s.wg.Wait()
+	return nil
+}
+
+// disconnectAll closes listeners and connections without waiting for sessions, one of
+// which may be stuck in a command.
+func (s *Server) disconnectAll() {
 	s.mu.Lock()
 	s.closed = true
 	ls := s.listeners
@@ -219,15 +227,23 @@ func (s *Server) Close() error {
 	for _, x := range ss {
 		x.close("server closed")
 	}
-	s.wg.Wait()
-	return nil
 }
 
 // Shutdown ends the server gracefully: it waits for the command in progress, stops
 // running new ones, gives every client up to timeout to receive what is queued (the
 // answer to quit, the SHUTDOWN event), then closes everything.
 func (s *Server) Shutdown(timeout time.Duration) {
-	s.dispatchMu.Lock()
+	deadline := time.Now().Add(timeout)
+	// A command that never returns must not keep the process alive: give up waiting
+	// for it at the deadline.
+	for !s.dispatchMu.TryLock() {
+		if time.Now().After(deadline) {
+			s.log.Warn("qmp: a command is still running at shutdown")
+			s.disconnectAll()
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
 	s.shutdown = true
 	s.dispatchMu.Unlock()
 	s.mu.Lock()
@@ -236,7 +252,6 @@ func (s *Server) Shutdown(timeout time.Duration) {
 		ss = append(ss, x)
 	}
 	s.mu.Unlock()
-	deadline := time.Now().Add(timeout)
 	for _, x := range ss {
 		x.flush(time.Until(deadline))
 	}

@@ -341,3 +341,37 @@ func TestManyMembersAndDuplicateLate(t *testing.T) {
 		t.Fatalf("err %v", err)
 	}
 }
+
+func TestShutdownFlushesAndGivesUpOnStuckCommand(t *testing.T) {
+	s, h := newTestServer(t)
+	c := dial(t, s)
+	c.negotiate()
+	c.send(`{"execute": "test-block"}`)
+	for {
+		h.mu.Lock()
+		n := h.entered
+		h.mu.Unlock()
+		if n == 1 {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	start := time.Now()
+	s.Shutdown(200 * time.Millisecond)
+	if time.Since(start) > 5*time.Second {
+		t.Fatal("Shutdown waited for a stuck command")
+	}
+	close(h.release)
+
+	// A normal shutdown delivers what was queued before closing.
+	s2, _ := newTestServer(t)
+	c2 := dial(t, s2)
+	c2.negotiate()
+	s2.Emit("LAST", nil)
+	done := make(chan struct{})
+	go func() { s2.Shutdown(5 * time.Second); close(done) }()
+	if got := c2.recv(); !strings.HasSuffix(got, `"event": "LAST"}`) {
+		t.Fatalf("got %s", got)
+	}
+	<-done
+}
