@@ -10,6 +10,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"runtime/pprof"
 	"sort"
 	"strconv"
 	"strings"
@@ -87,6 +88,14 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	if !ok {
 		e.warn("Command not found: %s", args[0])
 		return 1
+	}
+	// SNAPVM_IMG_CPUPROFILE=file records a pprof CPU profile of the run.
+	if path := os.Getenv("SNAPVM_IMG_CPUPROFILE"); path != "" {
+		if f, err := os.Create(path); err == nil {
+			if pprof.StartCPUProfile(f) == nil {
+				defer func() { pprof.StopCPUProfile(); f.Close() }()
+			}
+		}
 	}
 	err := c.run(e, args[1:])
 	if err == nil {
