@@ -19,6 +19,7 @@ func Explain(o Options, wantName string, want []byte, gotName string, got []byte
 	wl := strings.Split(string(want), "\n")
 	gl := strings.Split(string(got), "\n")
 	per := o.LinesPerSeq()
+	dataAddr := ^uint64(0) // computed on first use: it means generating the program
 	for seq := 0; seq*per < len(wl); seq++ {
 		var diffs []string
 		for k := 0; k < per; k++ {
@@ -56,7 +57,10 @@ func Explain(o Options, wantName string, want []byte, gotName string, got []byte
 				case 1:
 					field = fmt.Sprintf("x%d", j+1)
 				case 4:
-					field = fmt.Sprintf("data word %#x (middle%+d)", loadBaseData(o)+uint64(8*j), 8*j-dataSize/2)
+					if dataAddr == ^uint64(0) {
+						dataAddr = loadBaseData(o)
+					}
+					field = fmt.Sprintf("data word %#x (middle%+d)", dataAddr+uint64(8*j), 8*j-dataSize/2)
 				default:
 					field = fmt.Sprintf("trap slot %d %s", j/3, []string{"mcause", "mtval", "mepc"}[j%3])
 				}
