@@ -190,3 +190,36 @@ func TestDumpOnQEMU(t *testing.T) {
 		t.Fatalf("Explain said:\n%s", e)
 	}
 }
+
+// The trap mode must keep reaching every kind of trap it aims at: illegal
+// instructions (2), breakpoints (3), misaligned AMOs (4: QEMU reports the
+// load cause), load and store access faults (5, 7) and ecalls from U, S
+// and M (8, 9, 11).
+func TestTrapCoverageOnQEMU(t *testing.T) {
+	o := Options{Seed: 77, Seqs: 50, Insns: 100, Traps: true, Dump: true}
+	elf, err := Generate(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "traps.elf")
+	if err := os.WriteFile(path, elf, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := program{"traps.elf", o, elf, path}
+	out := runQEMU(t, p).Output
+	parse(t, p, out)
+	lines := strings.Split(string(out), "\n")
+	seen := map[uint64]bool{}
+	for seq := 0; seq < o.Seqs; seq++ {
+		words := strings.Fields(lines[seq*o.LinesPerSeq()+2])
+		for j := 0; j < len(words); j += 3 {
+			cause, _ := strconv.ParseUint(words[j], 16, 64)
+			seen[cause] = true
+		}
+	}
+	for _, c := range []uint64{2, 3, 4, 5, 7, 8, 9, 11} {
+		if !seen[c] {
+			t.Errorf("no trap with mcause %d in %d sequences (saw %v)", c, o.Seqs, seen)
+		}
+	}
+}
