@@ -15,7 +15,7 @@ const sectorSize = 512
 func runCompare(e *env, args []string) error {
 	opts, pos, err := getopt(args, ":hf:F:T:pqsU", "help", "object=", "image-opts", "force-share")
 	if err != nil {
-		return &exitError{code: 2, msg: err.Error(), hint: true}
+		return err // usage errors exit with 1, as in qemu-img
 	}
 	fmt1, fmt2, quiet, strict, showProgress := "", "", false, false, false
 	for _, o := range opts {
@@ -35,14 +35,14 @@ func runCompare(e *env, args []string) error {
 			fmt.Fprintln(e.stdout, commands["compare"].help)
 			return nil
 		default:
-			return &exitError{code: 2, msg: fmt.Sprintf("--%s is not supported", o.name), hint: true}
+			return usageErr("--%s is not supported", o.name)
 		}
 	}
 	if quiet {
 		showProgress = false
 	}
 	if len(pos) != 2 {
-		return &exitError{code: 2, msg: "Expecting two image file names", hint: true}
+		return usageErr("Expecting two image file names")
 	}
 	if fmt2 == "" {
 		fmt2 = fmt1

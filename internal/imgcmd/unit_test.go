@@ -85,7 +85,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"bench", "-c", "x", "f"}, 1, "snapvm-img: Invalid request count specified\n"},
 		{[]string{"bench", "-d", "0", "f"}, 1, "snapvm-img: Invalid queue depth specified\n"},
 		{[]string{"info", "--output=xml", "f"}, 1, "snapvm-img: --output must be used with human or json as argument.\n"},
-		{[]string{"compare", "a"}, 2, "snapvm-img: Expecting two image file names\nTry 'snapvm-img --help' for more information\n"},
+		{[]string{"compare", "a"}, 1, "snapvm-img: Expecting two image file names\nTry 'snapvm-img --help' for more information\n"},
 		{[]string{"snapshot", "-l", "-c", "x", "f"}, 1, "snapvm-img: Cannot mix '-l', '-a', '-c', '-d'\nTry 'snapvm-img --help' for more information\n"},
 	} {
 		var out, errb bytes.Buffer
@@ -94,4 +94,24 @@ func TestUsageErrors(t *testing.T) {
 			t.Errorf("%v: code %d stderr %q stdout %q", c.args, code, errb.String(), out.String())
 		}
 	}
+}
+
+func FuzzParseSize(f *testing.F) {
+	for _, s := range []string{"1", "1.5G", "12x", "99999999999999999999", "0.0001k", "E"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if n, err := parseSize(s); err == nil && n < 0 {
+			t.Errorf("%q gave negative %d", s, n)
+		}
+	})
+}
+
+func FuzzGetopt(f *testing.F) {
+	f.Add("-fqcow2 a --output=json -- -x")
+	f.Add("--output -o")
+	f.Fuzz(func(t *testing.T, s string) {
+		_, _, _ = getopt(strings.Fields(s), ":f:o:qh", "output=", "shrink")
+		_, _ = parseOptList(s)
+	})
 }
