@@ -40,9 +40,26 @@ func (b *bus) route(addr uint64) (mmio, uint64) {
 		return b.test, addr - TestBase
 	case addr >= RTCBase && addr < RTCBase+RTCDTSize:
 		return b.rtc, addr - RTCBase
+	case addr >= PCIePIOBase && addr < PCIePIOBase+PCIePIOSize,
+		addr >= PCIeECAMBase && addr < PCIeECAMBase+PCIeECAMSize,
+		addr >= PCIeMMIOBase && addr < PCIeMMIOBase+PCIeMMIOSize:
+		return emptyBus{}, 0
 	}
 	return nil, 0
 }
+
+// emptyBus is a PCIe window with nothing behind it: reads all-ones, writes
+// are dropped. (QEMU has a host bridge at 00:00.0 in ECAM; we do not.)
+type emptyBus struct{}
+
+func (emptyBus) Load(off uint64, size int) (uint64, bool) {
+	if size == 8 {
+		return ^uint64(0), true
+	}
+	return 1<<(8*size) - 1, true
+}
+
+func (emptyBus) Store(off uint64, size int, val uint64) bool { return true }
 
 // Load implements riscv.Bus.
 func (b *bus) Load(addr uint64, size int) (uint64, bool) {

@@ -31,6 +31,15 @@ const (
 	VirtioSlots    = 8
 	VirtioFirstIRQ = 1
 
+	// PCIe windows: nothing is plugged in and the device tree has no PCI
+	// node, but QEMU decodes them (an empty bus reads all-ones).
+	PCIePIOBase  = 0x3000000
+	PCIePIOSize  = 0x10000
+	PCIeECAMBase = 0x30000000
+	PCIeECAMSize = 0x10000000
+	PCIeMMIOBase = 0x40000000
+	PCIeMMIOSize = 0x40000000
+
 	DRAMBase = 0x80000000
 
 	// DefaultRAMSize is QEMU's default -m for virt.

@@ -291,7 +291,7 @@ func TestBusFaults(t *testing.T) {
 		{0xc000000, 4, true}, {0xc000000, 8, false},
 		{0x10000000, 1, true}, {0x10000008, 1, false},
 		{0x10001000, 4, true}, {0x10001200, 4, false}, {0x10008000, 4, true},
-		{0x10100000, 4, false}, {0x30000000, 4, false},
+		{0x10100000, 4, false}, {0x30000000, 4, true}, {0x3000000, 4, true}, {0x7ffffff8, 8, true}, {0x20000000, 4, false},
 	} {
 		if _, ok := b.Load(c.addr, c.size); ok != c.ok {
 			t.Errorf("load %#x/%d: ok=%v, want %v", c.addr, c.size, ok, c.ok)
