@@ -52,12 +52,17 @@ func Check(path string, repair RepairMode) (*CheckResult, error) {
 	return again, nil
 }
 
+// l2Use is how often an L2 table is reached, from the active L1 and from snapshots.
+type l2Use struct{ active, total uint32 }
+
 type checker struct {
 	img       *Image
 	res       *CheckResult
-	refs      []uint32 // expected refcount per host cluster
-	fileEnd   int64    // clusters covered by the file
-	nextData  int64    // next contiguous host offset (fragmentation count)
+	refs      []uint32         // expected refcount per host cluster
+	fileEnd   int64            // clusters covered by the file
+	nextData  int64            // next contiguous host offset (fragmentation count)
+	tables    map[int64]*l2Use // L2 tables reached from any L1, walked once each
+	order     []int64
 	needBuild bool
 }
 
@@ -85,7 +90,7 @@ func checkStorage(f storage, path string, repair RepairMode) (*CheckResult, erro
 	if err != nil {
 		return nil, err
 	}
-	c := &checker{img: img, res: &CheckResult{Filename: path, Format: "qcow2"}}
+	c := &checker{img: img, res: &CheckResult{Filename: path, Format: "qcow2"}, tables: make(map[int64]*l2Use)}
 	c.fileEnd = (st.Size() + img.cs - 1) >> img.clusterBits
 	c.refs = make([]uint32, c.fileEnd)
 	c.res.TotalClusters = (int64(img.hdr.Size) + img.cs - 1) >> img.clusterBits
@@ -115,8 +120,11 @@ func (c *checker) msg(format string, args ...any) {
 }
 
 // ref counts one expected reference to every cluster overlapping [off, off+n).
-func (c *checker) ref(off, n int64) {
-	if n <= 0 {
+func (c *checker) ref(off, n int64) { c.refN(off, n, 1) }
+
+// refN counts m references to every cluster overlapping [off, off+n).
+func (c *checker) refN(off, n int64, m uint32) {
+	if n <= 0 || m == 0 {
 		return
 	}
 	if off < 0 || uint64(off) > maxClusterOffset {
@@ -131,8 +139,10 @@ func (c *checker) ref(off, n int64) {
 			c.res.Corruptions++
 			return
 		}
-		if c.refs[cl] != ^uint32(0) {
-			c.refs[cl]++
+		if v := c.refs[cl] + m; v >= c.refs[cl] {
+			c.refs[cl] = v
+		} else {
+			c.refs[cl] = ^uint32(0) // saturate
 		}
 	}
 }
@@ -162,6 +172,7 @@ func (c *checker) calculate() {
 		}
 		c.walkL1(l1, int64(s.l1Off), int64(s.l1Size), false)
 	}
+	c.walkTables()
 	if len(img.snaps) > 0 {
 		c.ref(int64(img.hdr.SnapshotsOffset), int64(len(encodeSnapshots(img.snaps))))
 	}
@@ -185,6 +196,7 @@ func (c *checker) calculate() {
 	}
 }
 
+// walkL1 counts an L1 table and notes the L2 tables it reaches.
 func (c *checker) walkL1(l1 []uint64, l1Off, l1Size int64, active bool) {
 	img := c.img
 	c.ref(l1Off, l1Size*8)
@@ -198,7 +210,30 @@ func (c *checker) walkL1(l1 []uint64, l1Off, l1Size int64, active bool) {
 			c.res.Corruptions++
 			continue
 		}
-		c.ref(l2off, img.cs)
+		u := c.tables[l2off]
+		if u == nil {
+			u = &l2Use{}
+			c.tables[l2off] = u
+			c.order = append(c.order, l2off)
+		}
+		u.total++
+		if active {
+			u.active++
+		}
+	}
+}
+
+// walkTables counts every L2 table and the clusters its entries reference, once per
+// table with the number of paths reaching it, and gathers the allocation statistics of
+// the active tree.
+func (c *checker) walkTables() {
+	img := c.img
+	for _, l2off := range c.order {
+		u := c.tables[l2off]
+		c.refN(l2off, img.cs, u.total)
+		if l2off>>img.clusterBits >= c.fileEnd {
+			continue // already reported; it would read as zeros
+		}
 		t, err := img.loadL2(l2off)
 		if err != nil {
 			c.msg("ERROR: I/O error in check_refcounts_l2: %v", err)
@@ -208,17 +243,16 @@ func (c *checker) walkL1(l1 []uint64, l1Off, l1Size int64, active bool) {
 		// Copy: the cache may recycle the buffer while counting.
 		l2 := append([]byte(nil), t.buf...)
 		c.nextData = 0 // contiguity is judged within one L2 table, as qemu-img does
+		act := int64(u.active)
 		for j := int64(0); j < img.l2Entries(); j++ {
 			e := binary.BigEndian.Uint64(l2[j*8:])
 			if e&oflagCompressed != 0 {
 				off, n := img.compressedRange(e)
-				if active {
-					c.res.AllocatedClusters++
-					c.res.CompressedClusters++
-					// Compressed clusters are fragmented by nature (qemu-img counts them so).
-					c.res.FragmentedClusters++
-				}
-				c.ref(off, n)
+				c.res.AllocatedClusters += act
+				c.res.CompressedClusters += act
+				// Compressed clusters are fragmented by nature (qemu-img counts them so).
+				c.res.FragmentedClusters += act
+				c.refN(off, n, u.total)
 				continue
 			}
 			host := int64(e & l2eOffsetMask)
@@ -230,14 +264,14 @@ func (c *checker) walkL1(l1 []uint64, l1Off, l1Size int64, active bool) {
 				c.res.Corruptions++
 				continue
 			}
-			if active {
-				c.res.AllocatedClusters++
+			if act > 0 {
+				c.res.AllocatedClusters += act
 				if c.nextData != 0 && host != c.nextData {
-					c.res.FragmentedClusters++
+					c.res.FragmentedClusters += act
 				}
 				c.nextData = host + img.cs
 			}
-			c.ref(host, img.cs)
+			c.refN(host, img.cs, u.total)
 		}
 	}
 }

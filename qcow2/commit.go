@@ -81,19 +81,28 @@ func (x *txn) addEntry(e uint64, d int64) {
 	}
 }
 
-// addTree counts every reference a tree holds: its L1 table, L2 tables and data.
+// addTree counts every reference a tree holds: its L1 table, L2 tables and data. Each
+// distinct L2 table is read once and counted with its multiplicity.
 func (x *txn) addTree(t tree, d int64) error {
 	img := x.img
 	x.addRange(t.off, t.size*8, d)
+	mult := make(map[int64]int64)
+	var order []int64
 	for i, l1e := range t.l1 {
 		l2off, err := img.l2TableOffset(l1e, int64(i))
-		if err != nil || l2off == 0 {
-			if err != nil {
-				return err
-			}
-			continue
+		if err != nil {
+			return err
 		}
-		x.add(l2off>>img.clusterBits, d)
+		if l2off != 0 {
+			if mult[l2off] == 0 {
+				order = append(order, l2off)
+			}
+			mult[l2off]++
+		}
+	}
+	for _, l2off := range order {
+		m := mult[l2off] * d
+		x.add(l2off>>img.clusterBits, m)
 		tb, err := img.loadL2(l2off)
 		if err != nil {
 			return err
@@ -103,7 +112,7 @@ func (x *txn) addTree(t tree, d int64) error {
 			if e&oflagCompressed == 0 && int64(e&l2eOffsetMask)%img.cs != 0 {
 				return formatErr(l2off+j*8, "L2 entry %#x: cluster offset not aligned", e)
 			}
-			x.addEntry(e, d)
+			x.addEntry(e, m)
 		}
 	}
 	return nil
@@ -172,16 +181,14 @@ func (img *Image) switchTrees(ts *treeSwitch) error {
 		}
 	}
 
-	// New active tree: take the L2 tables named by activeL1, apply the vm-state discard.
-	type l2copy struct {
-		l1i      int
-		src      int64
-		buf      []byte
-		writeOff int64
+	// New active tree, pass 1: count the references of the L2 tables named by activeL1,
+	// with the vm-state discard applied.
+	st, err := img.f.Stat()
+	if err != nil {
+		return err
 	}
-	var tables []*l2copy
 	newL1 := make([]uint64, len(ts.activeL1))
-	span := int64(1) << (img.l2Bits + img.clusterBits)
+	seen := make(map[int64]bool)
 	for i, l1e := range ts.activeL1 {
 		src, err := img.l2TableOffset(l1e, int64(i))
 		if err != nil {
@@ -190,32 +197,39 @@ func (img *Image) switchTrees(ts *treeSwitch) error {
 		if src == 0 {
 			continue
 		}
-		tb, err := img.loadL2(src)
+		if seen[src] || src+img.cs > st.Size() {
+			return formatErr(img.l1Off+int64(i)*8, "L2 table %#x is shared within the active L1 or beyond the end of the file", src)
+		}
+		seen[src] = true
+		buf, err := img.activeL2Copy(ts, i, src)
 		if err != nil {
 			return err
 		}
-		cp := &l2copy{l1i: i, src: src, buf: append([]byte(nil), tb.buf...)}
-		base := int64(i) * span
 		for j := int64(0); j < img.l2Entries(); j++ {
-			e := binary.BigEndian.Uint64(cp.buf[j*8:])
-			g := base + j<<img.clusterBits
-			if ts.vmLen > 0 && g >= ts.vmOff && g < ts.vmOff+ts.vmLen {
-				e = img.zeroEntry(e, modeDiscard, img.hdr.Version >= 3)
-				binary.BigEndian.PutUint64(cp.buf[j*8:], e)
-			}
+			e := binary.BigEndian.Uint64(buf[j*8:])
 			if e&oflagCompressed == 0 && int64(e&l2eOffsetMask)%img.cs != 0 {
 				return formatErr(src+j*8, "L2 entry %#x: cluster offset not aligned", e)
 			}
 			x.addEntry(e, 1)
 		}
 		x.add(src>>img.clusterBits, 1)
-		tables = append(tables, cp)
 	}
-	// COPIED flags from the final refcounts; copy tables that change or stay shared.
-	for _, cp := range tables {
+	// Pass 2: COPIED flags from the final refcounts (allocations below only take clusters
+	// no tree references, so they cannot change). A table that stays exclusively owned and
+	// unchanged is reused; any other is written to a new cluster right away (nothing
+	// references that cluster before the switch).
+	for i, l1e := range ts.activeL1 {
+		src := int64(l1e & l1eOffsetMask)
+		if src == 0 {
+			continue
+		}
+		buf, err := img.activeL2Copy(ts, i, src)
+		if err != nil {
+			return err
+		}
 		changed := false
 		for j := int64(0); j < img.l2Entries(); j++ {
-			e := binary.BigEndian.Uint64(cp.buf[j*8:])
+			e := binary.BigEndian.Uint64(buf[j*8:])
 			ne := e &^ oflagCopied
 			if host := int64(e & l2eOffsetMask); e&oflagCompressed == 0 && host != 0 {
 				rc, err := x.final(host >> img.clusterBits)
@@ -227,23 +241,31 @@ func (img *Image) switchTrees(ts *treeSwitch) error {
 				}
 			}
 			if ne != e {
-				binary.BigEndian.PutUint64(cp.buf[j*8:], ne)
-				changed = true
+				binary.BigEndian.PutUint64(buf[j*8:], ne)
 			}
 		}
-		rc, err := x.final(cp.src >> img.clusterBits)
+		if tb, err := img.loadL2(src); err != nil {
+			return err
+		} else {
+			changed = string(tb.buf) != string(buf)
+		}
+		rc, err := x.final(src >> img.clusterBits)
 		if err != nil {
 			return err
 		}
 		if rc == 1 && !changed {
-			newL1[cp.l1i] = uint64(cp.src) | oflagCopied
+			newL1[i] = uint64(src) | oflagCopied
 			continue
 		}
-		x.add(cp.src>>img.clusterBits, -1)
-		if cp.writeOff, err = x.alloc(1); err != nil {
+		x.add(src>>img.clusterBits, -1)
+		dst, err := x.alloc(1)
+		if err != nil {
 			return err
 		}
-		newL1[cp.l1i] = uint64(cp.writeOff) | oflagCopied
+		if _, err := img.f.WriteAt(buf, dst); err != nil {
+			return err
+		}
+		newL1[i] = uint64(dst) | oflagCopied
 	}
 	// New active L1 and snapshot table.
 	var l1Off int64
@@ -282,13 +304,6 @@ func (img *Image) switchTrees(ts *treeSwitch) error {
 	}
 
 	// Write the new structures (all in clusters unused by the current image).
-	for _, cp := range tables {
-		if cp.writeOff != 0 {
-			if _, err := img.f.WriteAt(cp.buf, cp.writeOff); err != nil {
-				return err
-			}
-		}
-	}
 	if len(newL1) > 0 {
 		buf := make([]byte, len(newL1)*8)
 		for i, v := range newL1 {
@@ -371,6 +386,28 @@ func (img *Image) switchTrees(ts *treeSwitch) error {
 	img.zbufOff = 0
 	img.scanLimit = max(img.scanLimit, x.maxTouched)
 	return nil
+}
+
+// activeL2Copy returns scratchB filled with the L2 table src as it will be in the new
+// active tree at L1 index i (vm-state range discarded).
+func (img *Image) activeL2Copy(ts *treeSwitch, i int, src int64) ([]byte, error) {
+	tb, err := img.loadL2(src)
+	if err != nil {
+		return nil, err
+	}
+	buf := img.scratchB
+	copy(buf, tb.buf)
+	span := int64(1) << (img.l2Bits + img.clusterBits)
+	base := int64(i) * span
+	if ts.vmLen > 0 && base < ts.vmOff+ts.vmLen && base+span > ts.vmOff {
+		for j := int64(0); j < img.l2Entries(); j++ {
+			if g := base + j<<img.clusterBits; g >= ts.vmOff && g < ts.vmOff+ts.vmLen {
+				e := binary.BigEndian.Uint64(buf[j*8:])
+				binary.BigEndian.PutUint64(buf[j*8:], img.zeroEntry(e, modeDiscard, img.hdr.Version >= 3))
+			}
+		}
+	}
+	return buf, nil
 }
 
 // planRefcounts allocates a new copy of every refcount block whose counts change (and new

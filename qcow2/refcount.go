@@ -178,7 +178,8 @@ func (img *Image) addRef(c int64, delta int64) error {
 // findFreeRun returns the first index of n consecutive clusters with refcount 0.
 func (img *Image) findFreeRun(n int64) (int64, error) {
 	// Cluster 0 holds the header, whatever a corrupt refcount block says.
-	start, run := max(img.freeHint, 1), int64(0)
+	img.freeHint = max(img.freeHint, 1)
+	start, run := img.freeHint, int64(0)
 	for c := start; run < n; {
 		if c >= img.scanLimit {
 			break // everything from here on is free
@@ -200,7 +201,7 @@ func (img *Image) findFreeRun(n int64) (int64, error) {
 			run++
 		} else {
 			if start == img.freeHint && run == 0 {
-				img.freeHint = c
+				img.freeHint = c // everything below c is in use
 			}
 			start, run = c, 0
 		}
