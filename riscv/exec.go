@@ -172,50 +172,148 @@ outer:
 					continue
 				}
 
-			case opLB, opLH, opLW, opLBU, opLHU, opLWU:
+			case opLB:
 				va := x[d.rs1&63] + uint64(int64(d.imm))
-				n := loadSize[d.op-opLB]
-				var v uint64
-				if e := &dt.r[va>>12&tlbMask]; e.tag == va>>12 && va&uint64(n-1) == 0 {
-					v = loadLE(mem[va+e.add:], n)
+				if e := &dt.r[va>>12&tlbMask]; e.tag == va>>12 {
+					o := va + e.add
+					x[d.rd&63] = uint64(int8(mem[o]))
+				} else if v, ok := h.loadSlow(va, 1); ok {
+					x[d.rd&63] = uint64(int8(v))
 				} else {
-					var ok bool
-					if v, ok = h.loadSlow(va, n); !ok {
-						pc = h.trapAt(pc, base+cnt)
-						continue outer
-					}
+					pc = h.trapAt(pc, base+cnt)
+					continue outer
 				}
-				switch d.op {
-				case opLB:
-					v = uint64(int8(v))
-				case opLH:
-					v = uint64(int16(v))
-				case opLW:
-					v = uint64(int32(v))
+			case opLBU:
+				va := x[d.rs1&63] + uint64(int64(d.imm))
+				if e := &dt.r[va>>12&tlbMask]; e.tag == va>>12 {
+					o := va + e.add
+					x[d.rd&63] = uint64(mem[o])
+				} else if v, ok := h.loadSlow(va, 1); ok {
+					x[d.rd&63] = v
+				} else {
+					pc = h.trapAt(pc, base+cnt)
+					continue outer
 				}
-				x[d.rd&63] = v
+			case opLH:
+				va := x[d.rs1&63] + uint64(int64(d.imm))
+				if e := &dt.r[va>>12&tlbMask]; e.tag == va>>12 && va&1 == 0 {
+					o := va + e.add
+					x[d.rd&63] = uint64(int16(binary.LittleEndian.Uint16(mem[o:])))
+				} else if v, ok := h.loadSlow(va, 2); ok {
+					x[d.rd&63] = uint64(int16(v))
+				} else {
+					pc = h.trapAt(pc, base+cnt)
+					continue outer
+				}
+			case opLHU:
+				va := x[d.rs1&63] + uint64(int64(d.imm))
+				if e := &dt.r[va>>12&tlbMask]; e.tag == va>>12 && va&1 == 0 {
+					o := va + e.add
+					x[d.rd&63] = uint64(binary.LittleEndian.Uint16(mem[o:]))
+				} else if v, ok := h.loadSlow(va, 2); ok {
+					x[d.rd&63] = v
+				} else {
+					pc = h.trapAt(pc, base+cnt)
+					continue outer
+				}
+			case opLW:
+				va := x[d.rs1&63] + uint64(int64(d.imm))
+				if e := &dt.r[va>>12&tlbMask]; e.tag == va>>12 && va&3 == 0 {
+					o := va + e.add
+					x[d.rd&63] = uint64(int32(binary.LittleEndian.Uint32(mem[o:])))
+				} else if v, ok := h.loadSlow(va, 4); ok {
+					x[d.rd&63] = uint64(int32(v))
+				} else {
+					pc = h.trapAt(pc, base+cnt)
+					continue outer
+				}
+			case opLWU:
+				va := x[d.rs1&63] + uint64(int64(d.imm))
+				if e := &dt.r[va>>12&tlbMask]; e.tag == va>>12 && va&3 == 0 {
+					o := va + e.add
+					x[d.rd&63] = uint64(binary.LittleEndian.Uint32(mem[o:]))
+				} else if v, ok := h.loadSlow(va, 4); ok {
+					x[d.rd&63] = v
+				} else {
+					pc = h.trapAt(pc, base+cnt)
+					continue outer
+				}
 			case opLD:
 				va := x[d.rs1&63] + uint64(int64(d.imm))
 				if e := &dt.r[va>>12&tlbMask]; e.tag == va>>12 && va&7 == 0 {
-					x[d.rd&63] = binary.LittleEndian.Uint64(mem[va+e.add:])
+					o := va + e.add
+					x[d.rd&63] = binary.LittleEndian.Uint64(mem[o:])
 				} else if v, ok := h.loadSlow(va, 8); ok {
 					x[d.rd&63] = v
 				} else {
 					pc = h.trapAt(pc, base+cnt)
 					continue outer
 				}
-			case opSB, opSH, opSW, opSD:
+			case opSB:
 				va := x[d.rs1&63] + uint64(int64(d.imm))
-				n := storeSize[d.op-opSB]
 				v := x[d.rs2&63]
-				if e := &dt.w[va>>12&tlbMask]; e.tag == va>>12 && va&uint64(n-1) == 0 {
+				if e := &dt.w[va>>12&tlbMask]; e.tag == va>>12 {
 					off := va + e.add
-					storeLE(mem[off:], n, v)
+					mem[off] = byte(v)
 					h.ram.MarkDirty(off)
 					if e.code {
-						h.invalidateRAM(off, uint64(n))
+						h.invalidateRAM(off, 1)
 					}
-				} else if !h.storeSlow(va, n, v) {
+				} else if !h.storeSlow(va, 1, v) {
+					pc = h.trapAt(pc, base+cnt)
+					continue outer
+				} else if h.endSlice {
+					pc += uint64(d.len)
+					cnt++
+					continue outer
+				}
+			case opSH:
+				va := x[d.rs1&63] + uint64(int64(d.imm))
+				v := x[d.rs2&63]
+				if e := &dt.w[va>>12&tlbMask]; e.tag == va>>12 && va&1 == 0 {
+					off := va + e.add
+					binary.LittleEndian.PutUint16(mem[off:], uint16(v))
+					h.ram.MarkDirty(off)
+					if e.code {
+						h.invalidateRAM(off, 2)
+					}
+				} else if !h.storeSlow(va, 2, v) {
+					pc = h.trapAt(pc, base+cnt)
+					continue outer
+				} else if h.endSlice {
+					pc += uint64(d.len)
+					cnt++
+					continue outer
+				}
+			case opSW:
+				va := x[d.rs1&63] + uint64(int64(d.imm))
+				v := x[d.rs2&63]
+				if e := &dt.w[va>>12&tlbMask]; e.tag == va>>12 && va&3 == 0 {
+					off := va + e.add
+					binary.LittleEndian.PutUint32(mem[off:], uint32(v))
+					h.ram.MarkDirty(off)
+					if e.code {
+						h.invalidateRAM(off, 4)
+					}
+				} else if !h.storeSlow(va, 4, v) {
+					pc = h.trapAt(pc, base+cnt)
+					continue outer
+				} else if h.endSlice {
+					pc += uint64(d.len)
+					cnt++
+					continue outer
+				}
+			case opSD:
+				va := x[d.rs1&63] + uint64(int64(d.imm))
+				v := x[d.rs2&63]
+				if e := &dt.w[va>>12&tlbMask]; e.tag == va>>12 && va&7 == 0 {
+					off := va + e.add
+					binary.LittleEndian.PutUint64(mem[off:], v)
+					h.ram.MarkDirty(off)
+					if e.code {
+						h.invalidateRAM(off, 8)
+					}
+				} else if !h.storeSlow(va, 8, v) {
 					pc = h.trapAt(pc, base+cnt)
 					continue outer
 				} else if h.endSlice {
@@ -361,11 +459,6 @@ outer:
 	h.instret = base + cnt
 	return cnt
 }
-
-var (
-	loadSize  = [...]int{opLB - opLB: 1, opLH - opLB: 2, opLW - opLB: 4, opLD - opLB: 8, opLBU - opLB: 1, opLHU - opLB: 2, opLWU - opLB: 4}
-	storeSize = [...]int{1, 2, 4, 8}
-)
 
 func b2u(b bool) uint64 {
 	if b {
