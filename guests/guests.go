@@ -14,6 +14,8 @@
 package guests
 
 import (
+	"bytes"
+	"crypto/sha256"
 	"embed"
 	"fmt"
 	"os"
@@ -38,21 +40,47 @@ func ELF(name string) ([]byte, error) {
 	return built.ReadFile("build/" + name + ".elf")
 }
 
-// Path returns the absolute path of the named guest's ELF in the source tree
-// (guests/build/NAME.elf), for handing to qemu-system-riscv64 or snapvm as
-// -kernel. It works wherever the module source is present (tests, make);
-// programs shipped without the source should use ELF.
+// Path returns the absolute path of the named guest's ELF, for handing to
+// qemu-system-riscv64 or snapvm as -kernel: guests/build/NAME.elf in the
+// source tree when it is there (tests, make), otherwise a copy of the
+// embedded image written once to the temporary directory (binaries built
+// with -trimpath or run away from the source).
 func Path(name string) (string, error) {
-	if !slices.Contains(Names(), name) {
-		return "", fmt.Errorf("guests: unknown guest %q", name)
+	data, err := ELF(name)
+	if err != nil {
+		return "", err
 	}
-	_, file, _, ok := runtime.Caller(0)
-	if !ok {
-		return "", fmt.Errorf("guests: cannot locate the source directory")
+	if _, file, _, ok := runtime.Caller(0); ok && filepath.IsAbs(file) {
+		p := filepath.Join(filepath.Dir(file), "build", name+".elf")
+		if onDisk, err := os.ReadFile(p); err == nil && bytes.Equal(onDisk, data) {
+			return p, nil
+		}
 	}
-	p := filepath.Join(filepath.Dir(file), "build", name+".elf")
-	if _, err := os.Stat(p); err != nil {
+	sum := sha256.Sum256(data)
+	p := filepath.Join(os.TempDir(), "snapvm-guests", fmt.Sprintf("%s-%x.elf", name, sum[:6]))
+	if onDisk, err := os.ReadFile(p); err == nil && bytes.Equal(onDisk, data) {
+		return p, nil
+	}
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		return "", fmt.Errorf("guests: %w", err)
+	}
+	// Write under a unique name and rename, so concurrent callers never see
+	// a partial file.
+	tmp, err := os.CreateTemp(filepath.Dir(p), name+"-*.tmp")
+	if err != nil {
+		return "", fmt.Errorf("guests: %w", err)
+	}
+	_, werr := tmp.Write(data)
+	cerr := tmp.Close()
+	if werr == nil {
+		werr = cerr
+	}
+	if werr == nil {
+		werr = os.Rename(tmp.Name(), p)
+	}
+	if werr != nil {
+		os.Remove(tmp.Name())
+		return "", fmt.Errorf("guests: %w", werr)
 	}
 	return p, nil
 }
