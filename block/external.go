@@ -41,6 +41,9 @@ var (
 type SnapshotError struct {
 	Kind error // ErrDeviceNotFound, ErrOpenFileFailed or ErrInvalidFormat
 	Msg  string
+	// Hint is an extra line QEMU's human monitor prints after the error
+	// (QMP answers carry only Msg).
+	Hint string
 }
 
 func (e *SnapshotError) Error() string { return e.Msg }
@@ -173,6 +176,53 @@ func snapshotImage(n *Node) *qcow2.Image {
 		}
 	}
 	return nil
+}
+
+// writeLocked reports whether a node of the graph writes to the file at
+// path: what QEMU's image locking ("write" lock) protects. Two nodes
+// writing one image would corrupt it.
+func (g *Graph) writeLocked(path string) bool {
+	st, err := os.Stat(path)
+	if err != nil {
+		return false
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, n := range g.nodes {
+		if n.drvName != "file" || !g.writes(n) {
+			continue
+		}
+		if nst, err := os.Stat(n.filename); err == nil && os.SameFile(st, nst) {
+			return true
+		}
+	}
+	return false
+}
+
+// writes reports whether some user may write to n: a device, a writable
+// qcow2 node whose file it is (metadata), or a writing user of a raw node
+// whose file it is. Preconditions: g.mu held.
+func (g *Graph) writes(n *Node) bool {
+	if n.ReadOnly() {
+		return false
+	}
+	if n.backends > 0 {
+		return true
+	}
+	for _, p := range n.parents {
+		if p.role != "file" {
+			continue
+		}
+		if p.parent.drvName == "qcow2" && !p.parent.ReadOnly() || p.parent.drvName == "raw" && g.writes(p.parent) {
+			return true
+		}
+	}
+	return false
+}
+
+func lockErr(path string) error {
+	return &SnapshotError{Kind: ErrOpenFileFailed, Msg: `Failed to get "write" lock`,
+		Hint: fmt.Sprintf("Is another process using the image [%s]?", path)}
 }
 
 // openOverlay opens o as a node the monitor does not own (like the
@@ -324,11 +374,14 @@ func (s *externalState) prepareSync() error {
 		}
 	}
 	if mode != ModeExisting {
-		c, err := createOverlayFile(a.SnapshotFile, s.src)
+		c, err := g.createOverlayFile(a.SnapshotFile, s.src)
 		if err != nil {
 			return err
 		}
 		s.created = c
+	}
+	if mode == ModeExisting && format == "qcow2" && !s.src.ReadOnly() && g.writeLocked(a.SnapshotFile) {
+		return lockErr(a.SnapshotFile)
 	}
 	o := Options{Driver: format, NodeName: strOr(a.SnapshotNodeName, ""),
 		File: &Ref{Options: &Options{Driver: "file", Filename: a.SnapshotFile}}}
@@ -453,7 +506,7 @@ func syncDir(dir string) error {
 // virtual size. It is built under a temporary name in the same directory,
 // synced, then renamed into place. An existing non-empty file is refused,
 // never overwritten.
-func createOverlayFile(path string, src *Node) (*createdFile, error) {
+func (g *Graph) createOverlayFile(path string, src *Node) (*createdFile, error) {
 	cannot := func(err error) error {
 		return kindErr(ErrOpenFileFailed, "Could not create '%s': %s", path, errnoText(err))
 	}
@@ -470,6 +523,9 @@ func createOverlayFile(path string, src *Node) (*createdFile, error) {
 	}
 	if abs == backing {
 		return nil, kindErr(ErrOpenFileFailed, "Error: Trying to create an image with the same filename as the backing file")
+	}
+	if g.writeLocked(path) {
+		return nil, lockErr(path)
 	}
 	c := &createdFile{path: path}
 	switch st, err := os.Stat(path); {

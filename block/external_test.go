@@ -268,6 +268,9 @@ func TestSnapshotSyncErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	target := filepath.Join(dir, "ov.qcow2")
+	busy := filepath.Join(dir, "busy.qcow2") // open in another writable node
+	newQcow2(t, busy, mib)
+	addQcow2(t, g, "busy", busy)
 	cases := []struct {
 		name string
 		a    SnapshotSync
@@ -292,6 +295,8 @@ func TestSnapshotSyncErrors(t *testing.T) {
 		{"empty name", SnapshotSync{Device: ptr("drive0"), SnapshotFile: ""}, ErrOpenFileFailed, "Could not create '': No such file or directory"},
 		{"directory as file", SnapshotSync{Device: ptr("drive0"), SnapshotFile: dir}, ErrOpenFileFailed, "Could not create '" + dir + "': Is a directory"},
 		{"same as backing", SnapshotSync{Device: ptr("drive0"), SnapshotFile: d.path}, ErrOpenFileFailed, "Error: Trying to create an image with the same filename as the backing file"},
+		{"image in use, mode existing", SnapshotSync{Device: ptr("drive0"), SnapshotFile: d.path, Mode: ModeExisting}, ErrOpenFileFailed, `Failed to get "write" lock`},
+		{"image in use", SnapshotSync{Device: ptr("drive0"), SnapshotFile: busy}, ErrOpenFileFailed, `Failed to get "write" lock`},
 		{"existing mode missing file", SnapshotSync{Device: ptr("drive0"), SnapshotFile: target, Mode: ModeExisting}, ErrOpenFileFailed, "Could not open '" + target + "': No such file or directory"},
 		{"existing mode not qcow2", SnapshotSync{Device: ptr("drive0"), SnapshotFile: existing, Mode: ModeExisting}, ErrOpenFileFailed, "Image is not in qcow2 format"},
 	}

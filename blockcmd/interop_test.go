@@ -2,7 +2,9 @@ package blockcmd
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -12,6 +14,7 @@ import (
 	"time"
 
 	"github.com/snapvm/snapvm/block"
+	"github.com/snapvm/snapvm/hmp"
 	"github.com/snapvm/snapvm/qcow2"
 	"github.com/snapvm/snapvm/qmp"
 )
@@ -153,7 +156,7 @@ func startQEMU(t *testing.T, dir string) *qemuClient {
 		args = append(args, "-blockdev", strings.ReplaceAll(b, "$DIR", dir))
 	}
 	cmd := exec.Command(bin, args...)
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	cmd.Stdout, cmd.Stderr = io.Discard, os.Stderr // stdout: "Formatting ..." lines
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -203,6 +206,14 @@ func snapvmSide(t *testing.T, dir string) *client {
 	}
 	s := qmp.NewServer(qmp.ServerOptions{})
 	Register(s, g)
+	human := hmp.New()
+	RegisterHMP(human, g, Options{})
+	type humanArgs struct {
+		CommandLine string `json:"command-line"`
+	}
+	qmp.Register(s, "human-monitor-command", func(ctx context.Context, a humanArgs) (string, error) {
+		return human.Execute(ctx, a.CommandLine), nil
+	})
 	t.Cleanup(func() { s.Close() })
 	a, b := net.Pipe()
 	go s.ServeConn(b)
@@ -251,6 +262,56 @@ func TestRepliesMatchQEMU(t *testing.T) {
 			if qd != sd || !classOK {
 				t.Errorf("%s\n qemu   %s: %s\n snapvm %s: %s", req, qr.Error.Class, qd, sr.Error.Class, sd)
 			}
+		}
+	}
+}
+
+// hmpRequests are human-monitor-command lines, run in order on both.
+var hmpRequests = []string{
+	`help snapshot_blkdev`,
+	`help snapshot_blkdev_internal`,
+	`help snapshot_delete_blkdev_internal`,
+	`snapshot_blkdev`,
+	`snapshot_blkdev drive0`,
+	`snapshot_blkdev nodev $DIR/h.qcow2`,
+	`snapshot_blkdev drive0 $DIR/h.qcow2 bogus`,
+	`snapshot_blkdev -n drive0 $DIR/nofile.qcow2`,
+	`snapshot_blkdev -x drive0 $DIR/nofile.qcow2`,
+	`snapshot_blkdev drive0 $DIR/h.qcow2 qcow2 extra`,
+	`snapshot_blkdev_internal`,
+	`snapshot_blkdev_internal drive0`,
+	`snapshot_blkdev_internal drive0 s1`,
+	`snapshot_blkdev_internal drive0 s1`,
+	`snapshot_blkdev_internal drive0 "a b"`,
+	`snapshot_blkdev_internal drive0 "a\"b"`,
+	`snapshot_blkdev_internal drive0 "unterminated`,
+	`snapshot_blkdev_internal drive0 'q r'`,
+	`snapshot_delete_blkdev_internal drive0`,
+	`snapshot_delete_blkdev_internal drive0 zz`,
+	`snapshot_delete_blkdev_internal drive0 s1 7`,
+	`snapshot_delete_blkdev_internal drive0 s1 1`,
+	`snapshot_delete_blkdev_internal drive0 "a b"`,
+	`snapshot_blkdev drive0 $DIR/h.qcow2`,
+	`snapshot_blkdev -n drive0 $DIR/h.qcow2`,
+}
+
+// TestHMPMatchesQEMU compares the human-monitor forms' output with QEMU's.
+func TestHMPMatchesQEMU(t *testing.T) {
+	qdir, sdir := t.TempDir(), t.TempDir()
+	images(t, qdir)
+	images(t, sdir)
+	q := startQEMU(t, qdir)
+	s := snapvmSide(t, sdir)
+	for _, line := range hmpRequests {
+		req := func(dir string) string {
+			b, _ := json.Marshal(map[string]any{"execute": "human-monitor-command",
+				"arguments": map[string]string{"command-line": strings.ReplaceAll(line, "$DIR", dir)}})
+			return string(b)
+		}
+		qraw := strings.ReplaceAll(q.cmd(t, req(qdir)), qdir, "$DIR")
+		sraw := strings.ReplaceAll(s.cmd(req(sdir)), sdir, "$DIR")
+		if qraw != sraw {
+			t.Errorf("%s\n qemu   %s\n snapvm %s", line, qraw, sraw)
 		}
 	}
 }
