@@ -109,6 +109,10 @@ const (
 // sinkReg receives writes to x0.
 const sinkReg = 32
 
+// rdCompressed is set in dinsn.rd for 16-bit instructions; register
+// indexing masks rd with 63, so the flag costs nothing there.
+const rdCompressed = 64
+
 func rdOf(r uint32) uint8 {
 	if r == 0 {
 		return sinkReg
@@ -117,7 +121,11 @@ func rdOf(r uint32) uint8 {
 }
 
 func illegal(raw uint32, n uint8) dinsn {
-	return dinsn{op: opIllegal, imm: int32(raw), len: n}
+	d := dinsn{op: opIllegal, imm: int32(raw)}
+	if n == 2 {
+		d.rd = rdCompressed
+	}
+	return d
 }
 
 func immI(r uint32) int32 { return int32(r) >> 20 }
@@ -137,7 +145,7 @@ func decode32(r uint32) dinsn {
 	rs2 := uint8(r >> 20 & 31)
 	f3 := r >> 12 & 7
 	f7 := r >> 25
-	d := dinsn{rd: rdOf(rd), rs1: rs1, rs2: rs2, len: 4}
+	d := dinsn{rd: rdOf(rd), rs1: rs1, rs2: rs2}
 	bad := illegal(r, 4)
 	switch r & 0x7f {
 	case 0x37:
@@ -320,7 +328,7 @@ func decode32(r uint32) dinsn {
 func decode16(c uint32) dinsn {
 	bad := illegal(c, 2)
 	if c == 0 {
-		return dinsn{op: opIllegal, imm: 0, len: 2}
+		return dinsn{op: opIllegal, imm: 0, rd: rdCompressed}
 	}
 	rdp := uint8(c>>2&7) + 8  // rd' / rs2'
 	rs1p := uint8(c>>7&7) + 8 // rs1' / rd'
@@ -445,7 +453,7 @@ func decode16(c uint32) dinsn {
 			return bad
 		}
 	}
-	d.len = 2
+	d.rd |= rdCompressed
 	return d
 }
 

@@ -63,7 +63,7 @@ func (h *Hart) trapAt(pc, instret uint64) uint64 {
 
 func (h *Hart) illegalAt(pc, instret uint64, d *dinsn) uint64 {
 	h.excCause, h.excTval = excIllegal, uint64(uint32(d.imm))
-	if d.len == 2 {
+	if d.rd&rdCompressed != 0 {
 		h.excTval &= 0xffff
 	}
 	return h.trapAt(pc, instret)
@@ -125,13 +125,13 @@ outer:
 			case opAUIPC:
 				x[d.rd&63] = pc + uint64(int64(d.imm))
 			case opJAL:
-				x[d.rd&63] = pc + uint64(d.len)
+				x[d.rd&63] = pc + d.size()
 				pc += uint64(int64(d.imm))
 				cnt++
 				continue
 			case opJALR:
 				t := (x[d.rs1&63] + uint64(int64(d.imm))) &^ 1
-				x[d.rd&63] = pc + uint64(d.len)
+				x[d.rd&63] = pc + d.size()
 				pc = t
 				cnt++
 				continue
@@ -263,7 +263,7 @@ outer:
 					pc = h.trapAt(pc, base+cnt)
 					continue outer
 				} else if h.endSlice {
-					pc += uint64(d.len)
+					pc += d.size()
 					cnt++
 					continue outer
 				}
@@ -281,7 +281,7 @@ outer:
 					pc = h.trapAt(pc, base+cnt)
 					continue outer
 				} else if h.endSlice {
-					pc += uint64(d.len)
+					pc += d.size()
 					cnt++
 					continue outer
 				}
@@ -299,7 +299,7 @@ outer:
 					pc = h.trapAt(pc, base+cnt)
 					continue outer
 				} else if h.endSlice {
-					pc += uint64(d.len)
+					pc += d.size()
 					cnt++
 					continue outer
 				}
@@ -317,7 +317,7 @@ outer:
 					pc = h.trapAt(pc, base+cnt)
 					continue outer
 				} else if h.endSlice {
-					pc += uint64(d.len)
+					pc += d.size()
 					cnt++
 					continue outer
 				}
@@ -435,7 +435,7 @@ outer:
 					continue outer
 				}
 				if h.endSlice {
-					pc += uint64(d.len)
+					pc += d.size()
 					cnt++
 					continue outer
 				}
@@ -451,7 +451,7 @@ outer:
 				cnt++
 				continue outer
 			}
-			pc += uint64(d.len)
+			pc += d.size()
 			cnt++
 		}
 	}
@@ -537,7 +537,7 @@ func (h *Hart) decodeSlot(cp *codePage, idx uint64) {
 	case lo&3 != 3:
 		cp.insns[idx] = decode16(lo)
 	case idx == pageInsns-1:
-		cp.insns[idx] = dinsn{op: opStraddle, len: 4}
+		cp.insns[idx] = dinsn{op: opStraddle}
 	default:
 		cp.insns[idx] = decode32(binary.LittleEndian.Uint32(h.mem[off:]))
 	}

@@ -55,7 +55,7 @@ const (
 	pageInsns = memory4K / 2 // decoded slots per page: one per halfword
 	memory4K  = 4096
 
-	// maxCodePages bounds the decoded-code cache (each page costs 24 KiB);
+	// maxCodePages bounds the decoded-code cache (each page costs 16 KiB);
 	// beyond it the whole cache is dropped and rebuilt lazily.
 	maxCodePages = 4096
 )
@@ -74,16 +74,19 @@ type codeTLBEntry struct {
 	cp  *codePage
 }
 
-// dinsn is one decoded instruction. rd is 32 when the instruction
-// writes x0 (the sink register), so no instruction has to special-case x0.
+// dinsn is one decoded instruction, 8 bytes. rd is 32 when the
+// instruction writes x0 (the sink register), so no instruction has to
+// special-case x0; bit 6 of rd (rdCompressed) marks a 16-bit instruction.
 type dinsn struct {
 	imm int32
 	op  uint8
 	rd  uint8
 	rs1 uint8
 	rs2 uint8
-	len uint8
 }
+
+// size is the instruction's length in bytes.
+func (d *dinsn) size() uint64 { return 4 - uint64(d.rd>>5&2) }
 
 // codePage is the decoded form of one 4 KiB page of RAM, indexed by
 // halfword. Entries decode lazily (op == opDecode).

@@ -96,7 +96,7 @@ func (h *Hart) checkInterrupts() bool {
 // an exception was recorded.
 func (h *Hart) system(d *dinsn) bool {
 	raw := uint32(d.imm)
-	next := h.pc + uint64(d.len)
+	next := h.pc + d.size()
 	c := &h.csr
 	switch d.op {
 	case opCSRRW, opCSRRS, opCSRRC, opCSRRWI, opCSRRSI, opCSRRCI:
