@@ -1,13 +1,23 @@
 // Package qcow2 reads and writes QEMU qcow2 disk images (versions 2 and 3) as a library.
 //
-// It owns the on-disk format: header and header extensions, L1/L2 cluster mapping, refcounts,
-// internal snapshots (laid out exactly as QEMU 7.2 writes them), the VM-state area beyond the
-// virtual disk, backing-file fall-through, compressed-cluster reads (deflate and zstd) and an
-// offline consistency check equivalent to `qemu-img check`.
+// It owns the on-disk format: header and header extensions, L1/L2 cluster mapping with
+// copy-on-write, refcounts of any width (1..64 bits read, 16 written by default), zero
+// clusters and discard, backing-file fall-through (qcow2 or raw, opened by name relative to
+// the image), compressed-cluster reads (deflate and zstd), internal snapshots with the entry
+// layout QEMU 7.2 writes, the VM-state area beyond the virtual disk, and an offline check
+// with repair equivalent to `qemu-img check`.
 //
-// Unsupported (refused with ErrUnsupported): encryption, external data files, extended L2
-// entries, writing compressed clusters, shrinking. Images with unknown incompatible features,
-// the dirty bit (lazy refcounts) or, for read-write opens, the corrupt bit are refused too.
+// Crash consistency: guest writes follow the ordering described in refcount.go (refcounts
+// before references, data before pointers, decrements after the metadata dropping them);
+// snapshot create/apply/delete/replace build new metadata in free clusters and switch to it
+// with one header write (commit.go). A kill at any instant leaves an image that qemu-img
+// check reports free of corruption; leaked clusters are possible.
+//
+// Not supported (refused with ErrUnsupported): encryption, external data files, extended
+// L2 entries, images marked dirty (lazy refcounts) for read-write use, writing compressed
+// clusters, shrinking, and bitmaps (the extension is kept but not maintained). The header
+// is only ever updated field by field, so unknown header extensions and unknown bytes are
+// preserved.
 //
 // The format is described in QEMU's docs/interop/qcow2.txt; names in spec.go follow it.
 package qcow2
