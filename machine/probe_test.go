@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/snapvm/snapvm/block"
 )
 
 // The register probe: a bare-metal program (assembled here) that performs a
@@ -148,7 +150,26 @@ func otherProbes() []probe {
 	return ps
 }
 
-func runProbeQEMU(t *testing.T, img []byte) string {
+func blkProbes() []probe {
+	const v = VirtioBase + 7*VirtioStride // the first -device
+	c := uint64(v + 0x100)
+	ps := []probe{ld8(v, 4), ld8(v+4, 4), ld8(v+8, 4), ld8(v+0xc, 4), ld8(v, 2), ld8(v, 8),
+		ld8(v+0x10, 4), st8(v+0x14, 4, 1), ld8(v+0x10, 4), st8(v+0x14, 4, 0),
+		ld8(v+0x34, 4), st8(v+0x30, 4, 1), ld8(v+0x34, 4), st8(v+0x30, 4, 0), ld8(v+0x40, 4),
+		ld8(v+0x60, 4), ld8(v+0x70, 4), st8(v+0x70, 4, 3), ld8(v+0x70, 4), ld8(v+0x70, 2)}
+	for off := uint64(0); off < 0x3c; off += 4 {
+		ps = append(ps, ld8(c+off, 4))
+	}
+	ps = append(ps, ld8(c+0x12, 1), ld8(c+0x13, 1), ld8(c+0x22, 2), ld8(c+0x38, 1), ld8(c+0x39, 1), ld8(c+0x38, 2), ld8(c, 8),
+		st8(v+0x20, 4, 0), ld8(c+0x20, 1), // no FLUSH, no CONFIG_WCE: write-through
+		st8(v+0x20, 4, 0x800), st8(c+0x20, 1, 1), ld8(c+0x20, 1), st8(c+0x20, 1, 0), ld8(c+0x20, 1),
+		st8(v+0x70, 4, 0), ld8(v+0x70, 4), ld8(v+0x200, 4),
+		st8(v+0x70, 4, 3), st8(v+0x20, 4, 0), st8(v+0x70, 4, 7), ld8(c+0x20, 1), // applied at DRIVER_OK
+		st8(v+0x70, 4, 0), ld8(c+0x20, 1))
+	return ps
+}
+
+func runProbeQEMU(t *testing.T, img []byte, extra ...string) string {
 	t.Helper()
 	qemu, err := exec.LookPath("qemu-system-riscv64")
 	if err != nil {
@@ -158,8 +179,9 @@ func runProbeQEMU(t *testing.T, img []byte) string {
 	if err := os.WriteFile(path, img, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(qemu, "-M", "virt", "-bios", "none", "-nographic", "-monitor", "none", "-serial", "stdio", "-kernel", path,
-		"-cpu", "rv64,h=false,f=false,d=false,zba=false,zbb=false,zbc=false,zbs=false,sstc=false,Zihintpause=false")
+	args := append([]string{"-M", "virt", "-bios", "none", "-nographic", "-monitor", "none", "-serial", "stdio", "-kernel", path,
+		"-cpu", "rv64,h=false,f=false,d=false,zba=false,zbb=false,zbc=false,zbs=false,sstc=false,Zihintpause=false"}, extra...)
+	cmd := exec.Command(qemu, args...)
 	cmd.WaitDelay = time.Second
 	done := make(chan struct{})
 	var out []byte
@@ -177,10 +199,35 @@ func runProbeQEMU(t *testing.T, img []byte) string {
 }
 
 func TestRegistersMatchQEMU(t *testing.T) {
-	for name, probes := range map[string][]probe{"uart": uartProbes(), "devices": otherProbes()} {
+	disk := filepath.Join(t.TempDir(), "disk.raw")
+	if err := os.WriteFile(disk, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(disk, 64<<20); err != nil {
+		t.Fatal(err)
+	}
+	g := block.NewGraph()
+	defer g.Close()
+	ro := false
+	n, err := g.Add(block.Options{Driver: "raw", NodeName: "d0", ReadOnly: &ro,
+		File: &block.Ref{Options: &block.Options{Driver: "file", Filename: disk}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	be, err := g.NewBackend("", n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, probes := range map[string][]probe{"uart": uartProbes(), "devices": otherProbes(), "virtio-blk": blkProbes()} {
 		img := probeProgram(probes)
-		want := runProbeQEMU(t, img)
-		m, out, _ := boot(t, Config{Kernel: img})
+		cfg := Config{Kernel: img}
+		var extra []string
+		if name == "virtio-blk" {
+			extra = []string{"-drive", "file=" + disk + ",format=raw,if=none,id=d0", "-device", "virtio-blk-device,drive=d0"}
+			cfg.Blocks, cfg.BlkDevices = g, []*block.Backend{be}
+		}
+		want := runProbeQEMU(t, img, extra...)
+		m, out, _ := boot(t, cfg)
 		waitDone(t, m)
 		got := out.String()
 		if got == want {

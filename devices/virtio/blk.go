@@ -3,6 +3,7 @@ package virtio
 import (
 	"encoding/binary"
 	"fmt"
+	"sync/atomic"
 )
 
 // DeviceIDBlock is virtio-blk's device type.
@@ -11,9 +12,13 @@ const DeviceIDBlock = 2
 // virtio-blk feature bits offered.
 const (
 	blkFSegMax      = 1 << 2
+	blkFGeometry    = 1 << 4
 	blkFRO          = 1 << 5
 	blkFBlkSize     = 1 << 6
+	blkFSCSI        = 1 << 7 // legacy only; SCSI requests are refused (UNSUPP) as on QEMU
 	blkFFlush       = 1 << 9
+	blkFTopology    = 1 << 10
+	blkFConfigWCE   = 1 << 11
 	blkFDiscard     = 1 << 13
 	blkFWriteZeroes = 1 << 14
 )
@@ -55,11 +60,57 @@ type Disk interface {
 type Blk struct {
 	disk   Disk
 	serial string
+	// geometry is QEMU's guess for a disk without a partition table:
+	// 16 heads, 63 sectors, cylinders from the size (2..16383).
+	cyls uint16
+
+	// writeback is the guest-visible write-cache mode (config byte wce):
+	// off means every write is flushed before it completes. Written by the
+	// hart goroutine (feature negotiation, config writes), read by the
+	// worker, hence atomic.
+	writeback atomic.Bool
 }
 
 // NewBlk creates a virtio-blk device on disk. serial is what GET_ID returns
 // (QEMU's -device serial=, empty by default).
-func NewBlk(disk Disk, serial string) *Blk { return &Blk{disk: disk, serial: serial} }
+func NewBlk(disk Disk, serial string) *Blk {
+	b := &Blk{disk: disk, serial: serial}
+	cyls := uint64(disk.Size()) / sectorSize / (16 * 63)
+	b.cyls = uint16(min(max(cyls, 2), 16383))
+	b.Reset()
+	return b
+}
+
+// Reset implements Device: the write cache returns to the drive's mode
+// (writeback, QEMU's default cache setting).
+func (b *Blk) Reset() { b.writeback.Store(true) }
+
+// Negotiated implements Device: as QEMU, at DRIVER_OK a driver that
+// acknowledges neither CONFIG_WCE nor FLUSH gets a write-through cache,
+// since it would never flush; one that acknowledges CONFIG_WCE keeps the
+// mode it sets.
+func (b *Blk) Negotiated(features uint64) {
+	if features&blkFConfigWCE == 0 {
+		b.writeback.Store(features&blkFFlush != 0)
+	}
+}
+
+// SaveState implements Device: the write-cache mode.
+func (b *Blk) SaveState() []byte {
+	if b.writeback.Load() {
+		return []byte{1}
+	}
+	return []byte{0}
+}
+
+// LoadState implements Device.
+func (b *Blk) LoadState(s []byte) error {
+	if len(s) != 1 || s[0] > 1 {
+		return fmt.Errorf("virtio-blk: bad device state %x", s)
+	}
+	b.writeback.Store(s[0] == 1)
+	return nil
+}
 
 // Disk returns the storage.
 func (b *Blk) Disk() Disk { return b.disk }
@@ -70,11 +121,11 @@ func (b *Blk) DeviceID() uint32 { return DeviceIDBlock }
 // NumQueues implements Device.
 func (b *Blk) NumQueues() int { return 1 }
 
-// Features implements Device: QEMU 7.2's set minus the geometry, topology,
-// SCSI and write-cache-toggle bits, which we do not model.
+// Features implements Device: QEMU 7.2's legacy set, 0x31006ed4 (plus RO
+// for a read-only disk).
 func (b *Blk) Features() uint64 {
-	f := uint64(blkFSegMax | blkFBlkSize | blkFFlush | blkFDiscard | blkFWriteZeroes |
-		featureNotifyEmpty | featureIndirectDesc | featureEventIdx)
+	f := uint64(blkFSegMax | blkFGeometry | blkFBlkSize | blkFSCSI | blkFFlush | blkFTopology | blkFConfigWCE |
+		blkFDiscard | blkFWriteZeroes | featureNotifyEmpty | featureIndirectDesc | featureEventIdx)
 	if b.disk.ReadOnly() {
 		f |= blkFRO
 	}
@@ -86,9 +137,13 @@ func (b *Blk) config() [configLen]byte {
 	le := binary.LittleEndian
 	le.PutUint64(c[0x00:], uint64(b.disk.Size())/sectorSize)
 	le.PutUint32(c[0x0c:], defaultQueueSize-2) // seg_max
-	le.PutUint32(c[0x14:], sectorSize)         // blk_size
-	c[0x20] = 1                                // writeback
-	le.PutUint16(c[0x22:], 1)                  // num_queues
+	le.PutUint16(c[0x10:], b.cyls)             // geometry
+	c[0x12], c[0x13] = 16, 63
+	le.PutUint32(c[0x14:], sectorSize) // blk_size
+	if b.writeback.Load() {
+		c[0x20] = 1
+	}
+	le.PutUint16(c[0x22:], 1) // num_queues
 	le.PutUint32(c[0x24:], maxDiscardSect)
 	le.PutUint32(c[0x28:], 1)
 	le.PutUint32(c[0x2c:], 1)
@@ -111,8 +166,12 @@ func (b *Blk) ReadConfig(off uint64, size int) (uint64, bool) {
 	return v, true
 }
 
-// WriteConfig implements Device; the config space is read-only here.
-func (b *Blk) WriteConfig(off uint64, size int, val uint64) {}
+// WriteConfig implements Device: only the write-cache byte is writable.
+func (b *Blk) WriteConfig(off uint64, size int, val uint64) {
+	if off <= 0x20 && off+uint64(size) > 0x20 {
+		b.writeback.Store(val>>(8*(0x20-off))&0xff != 0)
+	}
+}
 
 // Process implements Device: one virtio-blk request.
 func (b *Blk) Process(q int, c *Chain) (uint32, error) {
@@ -165,6 +224,9 @@ func (b *Blk) execute(c *Chain, typ uint32, sector, dataLen uint64) uint8 {
 			_, err := b.disk.WriteAt(p, int64(sector*sectorSize+pos))
 			return err
 		})
+		if err == nil && !b.writeback.Load() {
+			err = b.disk.Flush() // write-through
+		}
 		if err != nil {
 			return blkSIOErr
 		}

@@ -63,6 +63,16 @@ type Device interface {
 	ReadConfig(off uint64, size int) (val uint64, ok bool)
 	// WriteConfig writes device config space.
 	WriteConfig(off uint64, size int, val uint64)
+	// Reset returns the device to its power-on state (driver reset or
+	// machine reset); no request is in flight.
+	Reset()
+	// Negotiated is told the driver's feature set when the driver sets
+	// DRIVER_OK (where QEMU's virtio-blk applies it).
+	Negotiated(features uint64)
+	// SaveState and LoadState carry the device's own guest-visible state
+	// (e.g. the write-cache setting) in the transport's snapshot section.
+	SaveState() []byte
+	LoadState(b []byte) error
 	// Process handles one request chain from queue q on the worker
 	// goroutine and returns the number of bytes written into the chain's
 	// device-writable buffers. An error marks the device broken (the
@@ -131,6 +141,9 @@ func (t *Transport) Device() Device { return t.dev }
 
 func (t *Transport) resetLocked() {
 	t.regs = regs{}
+	if t.dev != nil {
+		t.dev.Reset()
+	}
 	for i := range t.queues {
 		t.queues[i] = queue{num: defaultQueueSize, align: defaultQueueAlign}
 	}
@@ -346,6 +359,7 @@ func (t *Transport) store4Locked(off uint64, v uint64) {
 		}
 		t.status = uint32(v) & 0xff
 		if t.status&statusDriverOK != 0 {
+			t.dev.Negotiated(t.guestFeatures)
 			// Requests made available before DRIVER_OK are looked at now.
 			t.pending = true
 			t.cond.Broadcast()

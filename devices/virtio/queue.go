@@ -296,7 +296,15 @@ func (t *Transport) pushLocked(qi int, head uint16, written uint32) (notify bool
 	if err != nil {
 		return false, err
 	}
-	return flags&availNoInterrupt == 0, nil
+	if flags&availNoInterrupt == 0 {
+		return true, nil
+	}
+	if t.guestFeatures&featureNotifyEmpty != 0 {
+		// The driver asked for an interrupt whenever the queue runs empty.
+		availIdx, err := t.u16(q.availAddr() + 2)
+		return err == nil && availIdx == q.lastAvail, err
+	}
+	return false, nil
 }
 
 // worker processes notified queues until the transport is closed.

@@ -31,6 +31,7 @@ type State struct {
 	Broken           bool
 	IRQ              bool
 	Queues           []QueueState
+	Device           []byte // the device's own state (Device.SaveState)
 }
 
 // Save captures the state. The worker must be idle (Quiesce).
@@ -44,6 +45,7 @@ func (t *Transport) Save() State {
 	}
 	if t.dev != nil {
 		st.DeviceID = t.dev.DeviceID()
+		st.Device = t.dev.SaveState()
 	}
 	for _, q := range t.queues {
 		st.Queues = append(st.Queues, QueueState{
@@ -83,6 +85,11 @@ func (t *Transport) Restore(st State) error {
 			return fmt.Errorf("virtio: queue %d descriptor table %#x outside RAM", i, q.Desc)
 		}
 	}
+	if t.dev != nil && st.Device != nil {
+		if err := t.dev.LoadState(st.Device); err != nil {
+			return err
+		}
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.waitIdleLocked()
@@ -103,7 +110,8 @@ func (t *Transport) Restore(st State) error {
 func (t *Transport) SectionName() string { return t.deps.Name }
 
 // SectionVersion implements vmstate.Section.
-func (t *Transport) SectionVersion() uint32 { return 1 }
+// Version 2 added the device's own state after the queues.
+func (t *Transport) SectionVersion() uint32 { return 2 }
 
 // SaveSection implements vmstate.Section.
 func (t *Transport) SaveSection(e *vmstate.Encoder) {
@@ -124,13 +132,17 @@ func (t *Transport) SaveSection(e *vmstate.Encoder) {
 		e.U16(q.SignalledUsed)
 		e.Bool(q.SignalledValid)
 	}
+	e.Blob(st.Device)
 }
 
-const maxQueues = 64
+const (
+	maxQueues      = 64
+	maxDeviceState = 4096
+)
 
 // LoadSection implements vmstate.Section.
 func (t *Transport) LoadSection(d *vmstate.Decoder, version uint32) error {
-	if version != 1 {
+	if version != 1 && version != 2 {
 		return fmt.Errorf("virtio: unsupported state version %d", version)
 	}
 	var st State
@@ -154,6 +166,9 @@ func (t *Transport) LoadSection(d *vmstate.Decoder, version uint32) error {
 		q.SignalledUsed = d.U16()
 		q.SignalledValid = d.Bool()
 		st.Queues = append(st.Queues, q)
+	}
+	if version >= 2 {
+		st.Device = append([]byte(nil), d.Blob(maxDeviceState)...)
 	}
 	if err := d.Err(); err != nil {
 		return fmt.Errorf("virtio: %w", err)

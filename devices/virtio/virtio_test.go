@@ -285,6 +285,35 @@ func TestBlockRequests(t *testing.T) {
 	}
 }
 
+func TestWriteCacheMode(t *testing.T) {
+	disk := &memDisk{data: make([]byte, 64<<10)}
+	// A driver without FLUSH or CONFIG_WCE gets write-through: every write
+	// is flushed (QEMU's rule).
+	d := setup(t, disk, 0)
+	if v, _ := d.tr.Load(configBase+0x20, 1); v != 0 {
+		t.Fatalf("wce %d, want 0", v)
+	}
+	d.request(blkTOut, 0, make([]byte, 512), false)
+	if disk.flushes != 1 {
+		t.Fatalf("%d flushes after a write-through write", disk.flushes)
+	}
+	// CONFIG_WCE lets the driver switch the mode.
+	d2 := setup(t, disk, blkFConfigWCE|blkFFlush)
+	if v, _ := d2.tr.Load(configBase+0x20, 1); v != 1 {
+		t.Fatal("writeback expected")
+	}
+	d2.tr.Store(configBase+0x20, 1, 0)
+	if v, _ := d2.tr.Load(configBase+0x20, 1); v != 0 {
+		t.Fatal("wce write")
+	}
+	if f := rd32(t, d2.tr, regDeviceFeatures); f != 0x31006ed4 {
+		t.Fatalf("features %#x, want QEMU's 0x31006ed4", f)
+	}
+	if g, _ := d2.tr.Load(configBase+0x10, 4); g != 2|16<<16|63<<24 {
+		t.Fatalf("geometry %#x", g)
+	}
+}
+
 func TestMalformedBreaksDevice(t *testing.T) {
 	disk := &memDisk{data: make([]byte, 4096)}
 	d := setup(t, disk, 0)
@@ -325,20 +354,20 @@ func TestEventIdxAndState(t *testing.T) {
 	d.tr.SaveSection(&e)
 	tr2 := NewTransport(NewBlk(disk, ""), Deps{Name: "x", RAM: d.ram})
 	defer tr2.Close()
-	if err := tr2.LoadSection(vmstate.NewDecoder(e.Bytes()), 1); err != nil {
+	if err := tr2.LoadSection(vmstate.NewDecoder(e.Bytes()), 2); err != nil {
 		t.Fatal(err)
 	}
 	st1, st2 := d.tr.Save(), tr2.Save()
-	if st1.Queues[0] != st2.Queues[0] || st1.Status != st2.Status {
+	if st1.Queues[0] != st2.Queues[0] || st1.Status != st2.Status || !bytes.Equal(st1.Device, st2.Device) {
 		t.Fatalf("state differs: %+v vs %+v", st1, st2)
 	}
 	for n := 0; n < len(e.Bytes()); n++ {
-		if tr2.LoadSection(vmstate.NewDecoder(e.Bytes()[:n]), 1) == nil {
+		if tr2.LoadSection(vmstate.NewDecoder(e.Bytes()[:n]), 2) == nil {
 			t.Fatalf("truncated state of %d bytes accepted", n)
 		}
 	}
 	empty := NewTransport(nil, Deps{RAM: d.ram})
-	if empty.LoadSection(vmstate.NewDecoder(e.Bytes()), 1) == nil {
+	if empty.LoadSection(vmstate.NewDecoder(e.Bytes()), 2) == nil {
 		t.Fatal("blk state accepted by an empty slot")
 	}
 }
