@@ -314,4 +314,21 @@ func TestHMPMatchesQEMU(t *testing.T) {
 			t.Errorf("%s\n qemu   %s\n snapvm %s", line, qraw, sraw)
 		}
 	}
+	// Both wrote the overlay h.qcow2: qemu-img describes them alike.
+	info := func(dir string) string {
+		out, err := exec.Command("qemu-img", "info", "-U", "--output=json", filepath.Join(dir, "h.qcow2")).Output()
+		if err != nil {
+			t.Fatalf("qemu-img info: %v (%s)", err, qemuHint)
+		}
+		var m map[string]any
+		if err := json.Unmarshal(out, &m); err != nil {
+			t.Fatal(err)
+		}
+		delete(m, "actual-size")
+		b, _ := json.Marshal(m)
+		return strings.ReplaceAll(string(b), dir, "$DIR")
+	}
+	if q, s := info(qdir), info(sdir); q != s {
+		t.Errorf("overlay differs:\n qemu   %s\n snapvm %s", q, s)
+	}
 }
