@@ -43,7 +43,10 @@ type probe struct {
 	size  int
 	store bool
 	val   int32
+	csr   uint32 // nonzero: read this CSR instead of an access
 }
+
+func csrRead(n uint32) probe { return probe{csr: n} }
 
 func ld8(addr uint64, size int) probe { return probe{addr: addr, size: size} }
 func st8(addr uint64, size int, v int32) probe {
@@ -71,7 +74,10 @@ func probeProgram(probes []probe) []byte {
 	for _, p := range probes {
 		emit(li32(t0, int32(p.addr))...)
 		emit(addi(s1, zero, 0), addi(t1, zero, 0))
-		if p.store {
+		if p.csr != 0 {
+			emit(csrrs(t1, p.csr, zero))
+			record(t1)
+		} else if p.store {
 			emit(li32(t2, p.val)...)
 			emit(stype(0x23, storeF3[p.size], t0, t2, 0))
 		} else {
@@ -169,6 +175,37 @@ func blkProbes() []probe {
 	return ps
 }
 
+// irqProbes follow interrupt lines from the UART and the RTC through the
+// PLIC to mip, including QEMU 7.2's claim/complete behaviour.
+func irqProbes() []probe {
+	const (
+		p    = PLICBase
+		u    = UARTBase
+		mip  = 0x344
+		pend = p + 0x1000
+		en0  = p + 0x2000
+		clm0 = p + 0x200004
+	)
+	return []probe{
+		csrRead(mip), ld8(pend, 4),
+		st8(u+1, 1, 0x02), ld8(pend, 4), csrRead(mip), // THRI: line 10 high, not enabled
+		st8(p+4*10, 4, 1), st8(en0, 4, 1<<10), csrRead(mip), ld8(pend, 4),
+		ld8(clm0, 4), ld8(pend, 4), csrRead(mip), ld8(clm0, 4),
+		ld8(u+2, 1), // IIR read clears THRI: line low
+		st8(clm0, 4, 10), ld8(pend, 4), csrRead(mip),
+		st8(u+0, 1, 'x'), ld8(pend, 4), csrRead(mip), // a byte re-raises THRI
+		ld8(clm0, 4), st8(clm0, 4, 10), ld8(pend, 4), csrRead(mip), // complete with the line still high
+		st8(u+1, 1, 0x00), st8(u+1, 1, 0x02), ld8(pend, 4), // re-signal
+		st8(p+0x200000, 4, 1), csrRead(mip), st8(p+0x200000, 4, 0), csrRead(mip),
+		st8(en0+0x80, 4, 1<<10), csrRead(mip), ld8(p+0x201004, 4), csrRead(mip), // S context claims
+		st8(u+1, 1, 0x00), ld8(pend, 4),
+		st8(p+4*11, 4, 2), st8(en0, 4, 1<<11|1<<10), st8(RTCBase+0x10, 4, 1), st8(RTCBase+0x0c, 4, 0),
+		st8(RTCBase+0x08, 4, 0), ld8(RTCBase+0x18, 4), ld8(pend, 4), csrRead(mip), ld8(clm0, 4),
+		st8(RTCBase+0x1c, 4, 1), st8(clm0, 4, 11), ld8(pend, 4), csrRead(mip),
+		st8(p+4*10, 4, 0), st8(p+4*11, 4, 0), st8(en0, 4, 0), st8(en0+0x80, 4, 0),
+	}
+}
+
 func runProbeQEMU(t *testing.T, img []byte, extra ...string) string {
 	t.Helper()
 	qemu, err := exec.LookPath("qemu-system-riscv64")
@@ -218,7 +255,7 @@ func TestRegistersMatchQEMU(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for name, probes := range map[string][]probe{"uart": uartProbes(), "devices": otherProbes(), "virtio-blk": blkProbes()} {
+	for name, probes := range map[string][]probe{"uart": uartProbes(), "devices": otherProbes(), "virtio-blk": blkProbes(), "irq": irqProbes()} {
 		img := probeProgram(probes)
 		cfg := Config{Kernel: img}
 		var extra []string
@@ -258,6 +295,9 @@ func describe(probes []probe, line int) string {
 			kind := "load"
 			if p.store {
 				kind = "store"
+			}
+			if p.csr != 0 {
+				return "csr " + hex(uint64(p.csr))
 			}
 			what := "value"
 			if p.store || line == n+1 {

@@ -193,6 +193,11 @@ func (d *Device) Store(off uint64, size int, val uint64) bool {
 		if ctx < uint64(len(d.enable)) && w < words {
 			d.enable[ctx][w] = v
 		}
+		// QEMU 7.2 does not re-evaluate the hart lines on an enable
+		// write: a source already pending is delivered at the next
+		// update (device signal, claim, complete, priority or
+		// threshold write).
+		return true
 	default:
 		ctx, reg := (off-contextBase)/contextSize, (off-contextBase)%contextSize
 		if ctx >= uint64(len(d.threshold)) {
