@@ -170,3 +170,16 @@ func TestStraddlingInstruction(t *testing.T) {
 	r.runToHalt(100)
 	r.expectReg(a0, 77)
 }
+
+// TestMisalignedStoreAcrossFaultingPage: a store whose second page
+// faults writes nothing.
+func TestMisalignedStoreAcrossFaultingPage(t *testing.T) {
+	r := newRig(t)
+	r.runProg(prog(r.setupSv39(), li(s0, vaPage+0xffc), LI12(a0, -1), SD(a0, s0, 0), HALT()))
+	if r.h.csr.mcause != excStorePage || r.h.csr.mtval != vaRO {
+		t.Fatalf("mcause %d mtval %#x", r.h.csr.mcause, r.h.csr.mtval)
+	}
+	if got := r.rd64(pa4K + 0xff8); got != 0 {
+		t.Errorf("partial write: %#x", got)
+	}
+}

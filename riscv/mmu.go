@@ -506,7 +506,8 @@ func (h *Hart) storeSlow(va uint64, n int, v uint64) bool {
 		if _, _, ok := h.access(va, 1, accW); !ok {
 			return false
 		}
-		if _, _, ok := h.access(va+uint64(n)-1, 1, accW); !ok {
+		// A fault on the second page reports that page's first byte.
+		if _, _, ok := h.access((va|4095)+1, 1, accW); !ok {
 			return false
 		}
 		for i := 0; i < n; i++ {

@@ -266,3 +266,50 @@ func TestConcurrentInputs(t *testing.T) {
 		t.Errorf("loop iterations %d, interrupts %d", r.reg(a0), r.reg(s2))
 	}
 }
+
+func TestInterruptCSRViews(t *testing.T) {
+	r := newRig(t)
+	r.h.SetInterrupt(IRQ_SEIP, true)
+	r.h.SetInterrupt(IRQ_MTIP, true)
+	r.runProg(prog(
+		li(t0, mipSSIP|mipSTIP|mipSEIP), CSRW(csrMideleg, t0),
+		li(t0, mieMask), CSRW(csrMie, t0),
+		CSRR(a0, csrSie), // delegated bits of mie
+		li(t1, mipSSIP), CSRRS(zero, csrMip, t1),
+		CSRR(a1, csrMip),                     // SSIP | MTIP | SEIP
+		CSRR(a2, csrSip),                     // SSIP | SEIP
+		CSRW(csrSip, zero), CSRR(a3, csrSip), // clears SSIP only; SEIP is the line
+		li(t1, mipSEIP), CSRRC(zero, csrMip, t1), CSRR(a4, csrMip), // line still high
+		li(t1, mipMTIP), CSRRS(zero, csrMip, t1), CSRR(a5, csrMip), // MTIP is read-only
+		li(t1, ^uint64(0)), CSRW(csrSie, t1), CSRR(a6, csrMie),
+		HALT()))
+	r.expectReg(a0, mipSSIP|mipSTIP|mipSEIP)
+	r.expectReg(a1, mipSSIP|mipMTIP|mipSEIP)
+	r.expectReg(a2, mipSSIP|mipSEIP)
+	r.expectReg(a3, mipSEIP)
+	r.expectReg(a4, mipMTIP|mipSEIP)
+	r.expectReg(a5, mipMTIP|mipSEIP)
+	r.expectReg(a6, mieMask)
+}
+
+func TestVectoredSTrapAndSRET(t *testing.T) {
+	r := newRig(t)
+	const svec = ramBase + 0xc00
+	// S vector table: the STI entry (5) records sstatus and disables the
+	// timer source, then returns.
+	r.load(svec+4*5, prog(CSRR(a0, csrSstatus), CSRR(a1, csrScause), li(t1, mipSTIP), CSRRC(zero, csrSie, t1), SRET))
+	r.runProg(prog(r.withHandler(),
+		li(t0, svec|1), CSRW(csrStvec, t0),
+		li(t0, mipSTIP), CSRW(csrMideleg, t0), CSRW(csrMie, t0), CSRRS(zero, csrMip, t0),
+		enterMode(1),
+		CSRRSI(zero, csrSstatus, msSIE), // taken right after this
+		CSRR(a2, csrSstatus),
+		HALT()))
+	r.expectReg(a1, 1<<63|IRQ_STIP)
+	if r.reg(a0)&(msSIE|msSPIE|msSPP) != msSPIE|msSPP {
+		t.Errorf("sstatus in the handler %#x: want SPIE=1 SPP=S SIE=0", r.reg(a0))
+	}
+	if r.reg(a2)&(msSIE|msSPIE) != msSIE|msSPIE {
+		t.Errorf("sstatus after SRET %#x: want SIE=1 SPIE=1", r.reg(a2))
+	}
+}
