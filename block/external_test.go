@@ -762,3 +762,48 @@ func BenchmarkSnapshotSync(b *testing.B) {
 		}
 	}
 }
+
+// TestSnapshotSyncOverRawAndFile snapshots a raw node and a bare file node:
+// the overlay's backing format is raw for both (the file driver's bytes
+// are the raw format's).
+func TestSnapshotSyncOverRawAndFile(t *testing.T) {
+	for _, arg := range []string{"driver=raw,node-name=src,file.driver=file,file.filename=", "driver=file,node-name=src,filename="} {
+		dir := t.TempDir()
+		p := filepath.Join(dir, "disk.raw")
+		if err := os.WriteFile(p, pattern(1, mib), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		g := NewGraph()
+		n, err := g.Add(mustArg(t, arg+p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := g.NewBackend("drive0", n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ov := filepath.Join(dir, "ov.qcow2")
+		if err := g.SnapshotSync(SnapshotSync{Device: ptr("drive0"), SnapshotFile: ov}); err != nil {
+			t.Fatal(err)
+		}
+		mustWrite(t, b, pattern(2, 4096), 4096)
+		expectRead(t, b, pattern(1, mib)[:4096], 0)
+		if err := g.Close(); err != nil {
+			t.Fatal(err)
+		}
+		var info struct {
+			BackingFilename       string `json:"backing-filename"`
+			BackingFilenameFormat string `json:"backing-filename-format"`
+		}
+		if err := json.Unmarshal(qemuImg(t, "info", "--output=json", ov), &info); err != nil {
+			t.Fatal(err)
+		}
+		if info.BackingFilename != p || info.BackingFilenameFormat != "raw" {
+			t.Fatalf("%s: backing %+v", arg, info)
+		}
+		qemuImg(t, "check", ov)
+		if got, _ := os.ReadFile(p); !bytes.Equal(got, pattern(1, mib)) {
+			t.Fatalf("%s: base changed", arg)
+		}
+	}
+}
