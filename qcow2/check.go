@@ -95,9 +95,17 @@ func checkStorage(f storage, path string, repair RepairMode) (*CheckResult, erro
 	c.refs = make([]uint32, c.fileEnd)
 	c.res.TotalClusters = (int64(img.hdr.Size) + img.cs - 1) >> img.clusterBits
 
+	incomplete := c.checkSnapshotTable(repair == RepairAll)
 	c.calculate()
 	c.compare(repair)
 	c.checkCopied(repair == RepairAll)
+	if incomplete && repair == RepairAll && c.res.Corruptions == 0 {
+		// Rewriting the table stores every entry with the full 24 bytes of extra data.
+		if err := img.switchTrees(&treeSwitch{release: []tree{img.activeTree()}, activeL1: img.l1,
+			snaps: img.snaps, size: img.hdr.Size}); err != nil {
+			return c.res, err
+		}
+	}
 	if repair != RepairNone {
 		if err := img.flushMeta(); err != nil {
 			return c.res, err
@@ -113,6 +121,27 @@ func checkStorage(f storage, path string, repair RepairMode) (*CheckResult, erro
 		}
 	}
 	return c.res, nil
+}
+
+// checkSnapshotTable reports v3 snapshot entries with less than the 16 bytes of extra data
+// version 3 requires; it returns whether any was found (fixed by rewriting the table).
+func (c *checker) checkSnapshotTable(fix bool) bool {
+	found := false
+	if c.img.hdr.Version < 3 {
+		return false
+	}
+	for i := range c.img.snaps {
+		if c.img.snaps[i].extraLen < snapshotExtraV3Min {
+			c.msg("%s snapshot table entry %d is incomplete", c.word(fix), i)
+			found = true
+			if fix {
+				c.res.CorruptionsFixed++
+			} else {
+				c.res.Corruptions++
+			}
+		}
+	}
+	return found
 }
 
 func (c *checker) msg(format string, args ...any) {
@@ -370,6 +399,12 @@ func (c *checker) checkCopied(fix bool) {
 		for j := int64(0); j < img.l2Entries(); j++ {
 			e := binary.BigEndian.Uint64(t.buf[j*8:])
 			host := int64(e & l2eOffsetMask)
+			if e&oflagCompressed != 0 && e&oflagCopied != 0 {
+				off, _ := img.compressedRange(e)
+				c.msg("ERROR: coffset=%#x: Compressed cluster has QCOW_OFLAG_COPIED set", off)
+				c.res.Corruptions++
+				continue
+			}
 			if e&oflagCompressed != 0 || host == 0 || host%img.cs != 0 {
 				continue
 			}

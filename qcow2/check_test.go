@@ -83,3 +83,48 @@ func setStoredRefcount(t *testing.T, path string, cl int, v uint16) {
 	binary.BigEndian.PutUint16(b[:], v)
 	f.WriteAt(b[:], rb+int64(cl)*2)
 }
+
+// TestCheckIncompleteSnapshotEntry: a v3 snapshot entry without extra data is reported
+// (as qemu-img does) and repaired by RepairAll.
+func TestCheckIncompleteSnapshotEntry(t *testing.T) {
+	path := tempPath(t, "inc.qcow2")
+	if err := Create(path, CreateOptions{Size: 1 << 20, ClusterSize: 4096}); err != nil {
+		t.Fatal(err)
+	}
+	img := mustOpen(t, path, OpenOptions{})
+	img.WriteAt(fill(5000, 1), 0)
+	if _, err := img.CreateSnapshot(SnapshotInfo{Name: "x"}); err != nil {
+		t.Fatal(err)
+	}
+	img.Close()
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hdr [72]byte
+	f.ReadAt(hdr[:], 0)
+	off := int64(binary.BigEndian.Uint64(hdr[64:]))
+	entry := make([]byte, 40)
+	f.ReadAt(entry, off)
+	binary.BigEndian.PutUint32(entry[36:], 0) // extra_data_size
+	entry = append(entry, "1x"...)            // id "1", name "x"
+	f.WriteAt(entry, off)
+	f.Close()
+	out, code := run(t, []int{2}, "qemu-img", "check", path)
+	if code != 2 || !strings.Contains(out, "ERROR snapshot table entry 0 is incomplete") {
+		t.Fatalf("qemu-img check: %d\n%s", code, out)
+	}
+	r, err := Check(path, RepairNone)
+	if err != nil || r.Corruptions != 1 || !contains(r.Messages, "ERROR snapshot table entry 0 is incomplete") {
+		t.Fatalf("%+v %v", r, err)
+	}
+	if r, err = Check(path, RepairAll); err != nil || r.Corruptions != 0 || r.CorruptionsFixed != 1 {
+		t.Fatalf("repair: %+v %v", r, err)
+	}
+	qemuImgCheck(t, path, false)
+	img = mustOpen(t, path, OpenOptions{})
+	defer img.Close()
+	if s := img.Snapshots(); len(s) != 1 || s[0].Name != "x" || s[0].DiskSize != 1<<20 {
+		t.Fatalf("%+v", s)
+	}
+}

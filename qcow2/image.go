@@ -178,6 +178,15 @@ func openFileMode(f storage, path string, readOnly, forCheck bool) (*Image, erro
 	img.scratchB = make([]byte, img.cs)
 	img.refSynced = true
 	img.l1DirtyLo, img.l1DirtyHi = math.MaxInt, 0
+	if !readOnly && !forCheck && h.AutoclearFeatures != 0 {
+		// Autoclear features name structures this package does not maintain (bitmaps):
+		// a writer that does not understand them must clear the bits.
+		var b [8]byte
+		if err := img.writeHeaderField(hdrOffAutoclear, b[:]); err != nil {
+			return nil, err
+		}
+		img.hdr.AutoclearFeatures = 0
+	}
 	return img, nil
 }
 

@@ -37,6 +37,7 @@ type snapshot struct {
 	diskSize    uint64
 	icount      uint64
 	extraTail   []byte // extra data beyond the 24 known bytes, preserved on rewrite
+	extraLen    int64  // extra_data_size as read (entries are always written with >= 24)
 }
 
 func (s *snapshot) info() SnapshotInfo {
@@ -92,6 +93,7 @@ func (img *Image) readSnapshots(fileSize int64) error {
 			return fmt.Errorf("qcow2: reading snapshot table: %w", err)
 		}
 		extra := v[:extraLen]
+		s.extraLen = extraLen
 		if len(extra) >= 8 {
 			s.vmStateSize = be.Uint64(extra)
 		}
