@@ -30,6 +30,14 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(err)
 	}
+	if opts.ShowHelp {
+		fmt.Fprint(stdout, cmdline.Usage)
+		return 0
+	}
+	if opts.ShowVersion {
+		fmt.Fprintf(stdout, "snapvm: RISC-V virt machine, command line and QMP compatible with QEMU emulator version 7.2\n")
+		return 0
+	}
 	var kernel []byte
 	var cleanup func()
 	if opts.Empty {

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/snapvm/snapvm/block"
+	"github.com/snapvm/snapvm/qmp"
 )
 
 // Serial is one -serial backend.
@@ -74,6 +75,8 @@ type Options struct {
 	Drives      []Drive
 	Devices     []Device
 	QMP         []string // -qmp specs, passed to the QMP listener
+	ShowHelp    bool
+	ShowVersion bool
 }
 
 // Error is a command-line mistake; its text follows QEMU's
@@ -104,8 +107,31 @@ var optionSpec = map[string]bool{
 	"append": true, "m": true, "smp": true, "cpu": true, "serial": true,
 	"nographic": false, "display": true, "monitor": true, "S": false,
 	"no-reboot": false, "no-shutdown": false, "name": true, "blockdev": true,
-	"drive": true, "device": true, "qmp": true,
+	"drive": true, "device": true, "qmp": true, "h": false, "help": false, "version": false,
 }
+
+// Usage is what -help prints.
+const Usage = `usage: snapvm [options]
+With no options, boots the bundled demo guest with a scratch qcow2 disk and a QMP socket.
+
+Options (qemu-system-riscv64 spelling):
+-M|-machine virt[,accel=tcg][,dumpdtb=FILE]   the board (the only one)
+-bios none|default|FILE     firmware at 0x80000000 (none when not given; default = QEMU's OpenSBI)
+-kernel FILE                ELF (at its physical addresses) or raw image
+-append STRING              /chosen/bootargs
+-m [size=]N[k|M|G|T]        RAM (default 128M)
+-smp [cpus=]N               harts (1..8)
+-cpu rv64                   the only CPU model (RV64IMAC, Sv39)
+-serial stdio|null|none|file:PATH|unix:PATH[,server=on|off][,wait=on|off]
+-nographic, -display none, -monitor none, -nodefaults, -name NAME
+-S                          start paused (prelaunch) until QMP cont
+-no-reboot, -no-shutdown    as QEMU
+-blockdev OPTIONS           block node (drivers file, raw, qcow2)
+-drive file=F[,format=raw|qcow2][,if=virtio|none][,id=ID][,node-name=N][,readonly=on]
+-device virtio-blk-device,drive=ID[,id=ID][,serial=S]
+-qmp unix:PATH,server=on[,wait=off] | tcp:HOST:PORT,server=on[,wait=off]
+-version, -h|-help
+`
 
 // Parse reads args (without the program name).
 func Parse(args []string) (*Options, error) {
@@ -185,6 +211,10 @@ func (o *Options) apply(name, val string) error {
 		o.Monitor = val
 	case "S":
 		o.StartPaused = true
+	case "h", "help":
+		o.ShowHelp = true
+	case "version":
+		o.ShowVersion = true
 	case "no-reboot":
 		o.NoReboot = true
 	case "no-shutdown":
@@ -202,8 +232,13 @@ func (o *Options) apply(name, val string) error {
 	case "device":
 		return o.parseDevice(opt, val)
 	case "qmp":
-		if err := checkSocketSpec(opt, val, true); err != nil {
-			return err
+		kind, _, _ := strings.Cut(val, ":")
+		if kind != "unix" && kind != "tcp" {
+			return errf(opt, "'%s' is not a valid char driver", val)
+		}
+		// The monitor's own parser decides what it can listen on.
+		if _, _, _, err := qmp.ParseSpec(val); err != nil {
+			return errf(opt, "%s", strings.TrimPrefix(err.Error(), "qmp: "))
 		}
 		o.QMP = append(o.QMP, val)
 	}
@@ -400,7 +435,7 @@ func parseSerial(opt, val string) (Serial, error) {
 		return Serial{Kind: "file", Path: path}, nil
 	}
 	if strings.HasPrefix(val, "unix:") {
-		if err := checkSocketSpec(opt, val, false); err != nil {
+		if err := checkSocketSpec(opt, val); err != nil {
 			return Serial{}, err
 		}
 		kv, _ := keyvals(strings.TrimPrefix(val, "unix:"), "path")
@@ -420,11 +455,10 @@ func parseSerial(opt, val string) (Serial, error) {
 	return Serial{}, errf(opt, "'%s' is not a valid char driver", val)
 }
 
-// checkSocketSpec validates unix:PATH[,server=on|off][,wait=on|off] and
-// (for -qmp) tcp:HOST:PORT[,...].
-func checkSocketSpec(opt, val string, allowTCP bool) error {
+// checkSocketSpec validates a -serial unix:PATH[,server=on|off][,wait=on|off].
+func checkSocketSpec(opt, val string) error {
 	kind, rest, ok := strings.Cut(val, ":")
-	if !ok || (kind != "unix" && !(allowTCP && kind == "tcp")) || rest == "" {
+	if !ok || kind != "unix" || rest == "" {
 		return errf(opt, "'%s' is not a valid char driver", val)
 	}
 	kv, err := keyvals(rest, "path")
@@ -433,11 +467,6 @@ func checkSocketSpec(opt, val string, allowTCP bool) error {
 	}
 	if kv[0][0] != "path" || kv[0][1] == "" {
 		return errf(opt, "'%s' is not a valid char driver", val)
-	}
-	if kind == "tcp" {
-		if _, port, ok := strings.Cut(kv[0][1], ":"); !ok || port == "" {
-			return errf(opt, "host and/or port not specified")
-		}
 	}
 	for _, p := range kv[1:] {
 		switch p[0] {
@@ -557,6 +586,9 @@ func (o *Options) parseDevice(opt, val string) error {
 
 // finish checks what depends on several options.
 func (o *Options) finish() error {
+	if o.ShowHelp || o.ShowVersion {
+		return nil
+	}
 	if o.Machine == "" {
 		// qemu-system-riscv64 has no default machine; we only have one.
 		o.Machine = "virt"

@@ -11,7 +11,7 @@ func TestFullCommandLine(t *testing.T) {
 		"-blockdev driver=file,node-name=f0,filename=d.qcow2 -blockdev driver=qcow2,node-name=d0,file=f0 " +
 		"-drive file=x.raw,format=raw,if=none,id=x0,readonly=on -drive file=y.qcow2 " +
 		"-device virtio-blk-device,drive=d0 -device virtio-blk-device,drive=x0,id=blk1 " +
-		"-qmp unix:/tmp/q.sock,server=on,wait=off -qmp tcp:127.0.0.1:4444,server=on,wait=off")
+		"-qmp unix:/tmp/q.sock,server=on,wait=off -qmp tcp:127.0.0.1:4444,server,nowait,id=mon1")
 	o, err := Parse(args)
 	if err != nil {
 		t.Fatal(err)
@@ -122,7 +122,9 @@ func TestErrors(t *testing.T) {
 		{"-kernel k -device virtio-blk-device,drive=d,bogus=1", "Property 'virtio-blk-device.bogus' not found"},
 		{"-kernel k -display gtk", "-display gtk: Parameter 'type' does not accept value 'gtk'"},
 		{"-kernel k -qmp foo", "-qmp foo: 'foo' is not a valid char driver"},
-		{"-kernel k -qmp unix:/x,server=maybe", "Parameter 'server' expects 'on' or 'off'"},
+		{"-kernel k -qmp unix:/x,server=maybe", "parameter 'server' expects 'on' or 'off'"},
+		{"-kernel k -qmp unix:/x", "must be a server socket"},
+		{"-kernel k -qmp unix:/x,server=on,bogus=1", "invalid parameter 'bogus'"},
 		{"-kernel k -drive if=virtio", "-drive if=virtio: Device needs media, but drive is empty"},
 		{"-kernel k -drive file=x,format=foo", "-drive file=x,format=foo: Unknown driver 'foo'"},
 		{"-kernel k -drive file=x,if=scsi", "unsupported bus type 'scsi'"},
