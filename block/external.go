@@ -385,11 +385,15 @@ func (s *externalState) prepareSync() error {
 	}
 	o := Options{Driver: format, NodeName: strOr(a.SnapshotNodeName, ""),
 		File: &Ref{Options: &Options{Driver: "file", Filename: a.SnapshotFile}}}
+	// The overlay keeps the old node's discard and cache settings (QEMU
+	// opens it with the old node's open flags).
+	o.Discard, o.CacheDirect, o.CacheNoFlush = s.src.opts.Discard, s.src.opts.CacheDirect, s.src.opts.CacheNoFlush
 	switch format {
 	case "qcow2":
 		o.Backing = &Ref{Null: true} // the backing is the source node, set below
 	case "file":
-		o = Options{Driver: "file", NodeName: o.NodeName, Filename: a.SnapshotFile}
+		o = Options{Driver: "file", NodeName: o.NodeName, Filename: a.SnapshotFile,
+			Discard: o.Discard, CacheDirect: o.CacheDirect, CacheNoFlush: o.CacheNoFlush}
 	}
 	ov, err := g.openOverlay(o, s.src.ReadOnly())
 	if err != nil {

@@ -807,3 +807,25 @@ func TestSnapshotSyncOverRawAndFile(t *testing.T) {
 		}
 	}
 }
+
+func TestSnapshotSyncKeepsDiscardAndCache(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "base.qcow2")
+	newQcow2(t, p, mib)
+	g := NewGraph()
+	defer g.Close()
+	n, err := g.Add(mustArg(t, "driver=qcow2,node-name=base,discard=unmap,cache.no-flush=on,file.driver=file,file.filename="+p))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.NewBackend("drive0", n); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.SnapshotSync(SnapshotSync{Device: ptr("drive0"), SnapshotFile: filepath.Join(dir, "ov.qcow2")}); err != nil {
+		t.Fatal(err)
+	}
+	info := g.QueryBlock()[0].Inserted
+	if !info.Cache.NoFlush || g.Backends()[0].Root().opts.Discard != "unmap" {
+		t.Fatalf("settings lost: %+v", info.Cache)
+	}
+}
