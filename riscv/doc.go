@@ -28,7 +28,8 @@
 // (including AMOs and A/D updates) keep the cache coherent by themselves.
 // Writes by anyone else (device DMA through memory.RAM.WriteAt, loading a
 // snapshot's RAM) must be announced with InvalidateCode, or the guest must
-// execute FENCE.I, which drops the whole cache.
+// execute FENCE.I, after which every cached page is compared with RAM
+// before it next runs and decoded again if it changed.
 //
 // Harts may run on separate goroutines over the same RAM: AMOs, LR/SC and
 // page-table A/D updates are host-atomic on RAM. TLBs and decoded code are

@@ -183,3 +183,23 @@ func TestMisalignedStoreAcrossFaultingPage(t *testing.T) {
 		t.Errorf("partial write: %#x", got)
 	}
 }
+
+// TestFenceIAfterForeignWrite: code rewritten behind the hart's back (as
+// DMA would) runs fresh after FENCE.I, and unchanged code keeps running.
+func TestFenceIAfterForeignWrite(t *testing.T) {
+	r := newRig(t)
+	const sub = ramBase + 0x2000
+	r.load(sub, prog(LI12(a0, 1), JALR(zero, ra, 0)))
+	// Call sub, then wait at a self-loop for the test to patch sub, then
+	// FENCE.I and call it again.
+	r.load(ramBase, prog(li(t0, sub), JALR(ra, t0, 0), ADD(a1, a0, zero),
+		BNE(s1, zero, 8), JAL(zero, -4), // spin until s1 != 0
+		FENCEI, JALR(ra, t0, 0), ADD(a2, a0, zero), HALT()))
+	r.h.SetPC(ramBase)
+	r.h.Run(200)
+	r.load(sub, prog(LI12(a0, 2))) // no InvalidateCode
+	r.h.SetReg(s1, 1)
+	r.runToHalt(1000)
+	r.expectReg(a1, 1)
+	r.expectReg(a2, 2)
+}

@@ -1,6 +1,7 @@
 package riscv
 
 import (
+	"bytes"
 	"encoding/binary"
 	"sync"
 	"sync/atomic"
@@ -55,7 +56,7 @@ const (
 	pageInsns = memory4K / 2 // decoded slots per page: one per halfword
 	memory4K  = 4096
 
-	// maxCodePages bounds the decoded-code cache (each page costs 16 KiB);
+	// maxCodePages bounds the decoded-code cache (each page costs 20 KiB);
 	// beyond it the whole cache is dropped and rebuilt lazily.
 	maxCodePages = 4096
 )
@@ -91,7 +92,12 @@ func (d *dinsn) size() uint64 { return 4 - uint64(d.rd>>5&2) }
 // codePage is the decoded form of one 4 KiB page of RAM, indexed by
 // halfword. Entries decode lazily (op == opDecode).
 type codePage struct {
-	insns   [pageInsns]dinsn
+	insns [pageInsns]dinsn
+	// raw is the page's bytes when it was last validated; FENCE.I
+	// revalidates a page by comparing it with RAM instead of decoding it
+	// again.
+	raw     [memory4K]byte
+	gen     uint64 // mmuState.codeGen at the last validation
 	ramOff  uint64 // RAM offset of the page
 	scratch bool   // a one-instruction page for fetches outside the cache
 }
@@ -111,6 +117,7 @@ type mmuState struct {
 	codePages []*codePage // by RAM page number
 	live      []uint64    // RAM page numbers with a codePage
 	nCode     int
+	codeGen   uint64 // bumped by FENCE.I: pages revalidate on next use
 	free      []*codePage
 	scratch   codePage
 
@@ -177,6 +184,22 @@ func (h *Hart) flushCode() {
 	h.endSlice = true
 }
 
+// revalidateCode implements FENCE.I. The hart's own stores already keep
+// decoded code coherent, so only writes by others (DMA, other harts) can
+// have made it stale: each page is compared with RAM when next executed
+// and decoded again only if it changed.
+func (h *Hart) revalidateCode() {
+	m := &h.mmu
+	m.codeGen++
+	for p := range m.sets {
+		t := &m.sets[p]
+		for i := range t.x {
+			t.x[i] = codeTLBEntry{tag: tlbNoTag}
+		}
+	}
+	h.endSlice = true
+}
+
 func (h *Hart) flushAll() {
 	h.flushTLB()
 	h.flushCode()
@@ -188,8 +211,8 @@ func (h *Hart) flushAll() {
 // affected instructions before it next executes them (at the latest when
 // Run next checks for interrupts, or at once if called during a Bus access
 // made by the hart). Pages that hold no decoded code cost one lookup.
-// Guests that load code by DMA execute FENCE.I as well, which drops all
-// decoded code, so this matters only for guests relying on coherence.
+// Guests that load code by DMA execute FENCE.I as well, which revalidates
+// all decoded code, so this matters only for guests relying on coherence.
 func (h *Hart) InvalidateCode(physAddr, n uint64) {
 	m := &h.mmu
 	m.pendingMu.Lock()
@@ -237,7 +260,15 @@ func (h *Hart) applyInvalidations() {
 // codePageFor returns the decoded page for RAM page rp, creating it.
 func (h *Hart) codePageFor(rp uint64) *codePage {
 	m := &h.mmu
+	page := h.mem[rp<<12 : rp<<12+memory4K]
 	if cp := m.codePages[rp]; cp != nil {
+		if cp.gen != m.codeGen {
+			if !bytes.Equal(cp.raw[:], page) {
+				cp.insns = [pageInsns]dinsn{}
+				copy(cp.raw[:], page)
+			}
+			cp.gen = m.codeGen
+		}
 		return cp
 	}
 	if m.nCode >= maxCodePages {
@@ -252,6 +283,8 @@ func (h *Hart) codePageFor(rp uint64) *codePage {
 		cp = new(codePage)
 	}
 	cp.ramOff = rp << 12
+	cp.gen = m.codeGen
+	copy(cp.raw[:], page)
 	m.codePages[rp] = cp
 	m.live = append(m.live, rp)
 	m.nCode++

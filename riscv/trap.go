@@ -166,7 +166,7 @@ func (h *Hart) system(d *dinsn) bool {
 		}
 		h.flushTLB()
 	case opFENCEI:
-		h.flushCode()
+		h.revalidateCode()
 	default:
 		return h.illegal(raw)
 	}
