@@ -448,16 +448,34 @@ func (m *Machine) quiesce() {
 }
 
 // Stop parks the harts, drains block I/O, stops the virtual clock and sets
-// the run state to reason (emitting STOP if the VM was running). It reports
+// the run state to reason, emitting STOP if the VM was running. It reports
 // whether the VM was running.
 func (m *Machine) Stop(reason RunState) (wasRunning bool) {
 	m.ctlMu.Lock()
 	defer m.ctlMu.Unlock()
-	return m.stopLocked(reason, true)
+	return m.stopLocked(reason, stopAlways)
 }
 
-// stopLocked is Stop. Preconditions: ctlMu held.
-func (m *Machine) stopLocked(reason RunState, event bool) bool {
+// Pause is QEMU's vm_stop, the snapshot code's view of the machine: like
+// Stop, but a VM that was not running keeps its state (a savevm of a
+// paused VM leaves it "paused", one in prelaunch stays in prelaunch).
+func (m *Machine) Pause(state string) (wasRunning bool) {
+	m.ctlMu.Lock()
+	defer m.ctlMu.Unlock()
+	return m.stopLocked(RunState(state), stopIfRunning)
+}
+
+type stopMode int
+
+const (
+	stopAlways    stopMode = iota // set the state, STOP if it was running
+	stopIfRunning                 // change the state only if running
+	stopSilently                  // set the state without STOP (finishing)
+)
+
+// stopLocked parks and quiesces the VM and updates the state per mode.
+// Preconditions: ctlMu held.
+func (m *Machine) stopLocked(reason RunState, mode stopMode) bool {
 	m.mu.Lock()
 	finished := m.finished
 	running := m.state == RunStateRunning
@@ -469,18 +487,16 @@ func (m *Machine) stopLocked(reason RunState, event bool) bool {
 	m.quiesce()
 	m.clock.Stop()
 	m.uart.HoldInput(true)
-	if event {
-		m.setState(reason)
-	} else {
+	switch {
+	case mode == stopSilently:
 		m.mu.Lock()
 		m.state = reason
 		m.mu.Unlock()
+	case running || mode == stopAlways:
+		m.setState(reason)
 	}
 	return running
 }
-
-// Pause is Stop with a state name (the snapshot code's view of the machine).
-func (m *Machine) Pause(state string) (wasRunning bool) { return m.Stop(RunState(state)) }
 
 // Start moves the VM from prelaunch (or any stopped state) to running.
 func (m *Machine) Start() { m.Resume() }
@@ -495,11 +511,10 @@ func (m *Machine) Resume() {
 	if finished || old == RunStateRunning {
 		return
 	}
-	if old == RunStateRestoreVM {
-		// RAM was replaced under the harts' decoded-code caches.
-		for _, h := range m.harts {
-			h.InvalidateCode(DRAMBase, m.cfg.RAMSize)
-		}
+	// RAM may have been replaced while stopped (snapshot load): the harts
+	// drop decoded code before they run again.
+	for _, h := range m.harts {
+		h.InvalidateCode(DRAMBase, m.cfg.RAMSize)
 	}
 	m.setState(RunStateRunning)
 	m.uart.HoldInput(false)
@@ -590,11 +605,11 @@ func (m *Machine) shutdown(r request) {
 	}
 	m.emit(EventShutdown, r.cause)
 	if m.cfg.NoShutdown && !r.force {
-		m.stopLocked(RunStateShutdown, true)
+		m.stopLocked(RunStateShutdown, stopAlways)
 		return
 	}
 	// Leaving: no STOP event, as QEMU stops the VM silently on exit.
-	m.stopLocked(RunStateShutdown, false)
+	m.stopLocked(RunStateShutdown, stopSilently)
 	m.mu.Lock()
 	m.exitCode = r.code
 	m.finished = true

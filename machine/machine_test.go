@@ -184,11 +184,14 @@ func TestStopResume(t *testing.T) {
 	if counter(m) != c || m.Clock().Nanoseconds() != clk {
 		t.Fatal("guest or clock advanced while paused")
 	}
-	if m.Stop(RunStateSaveVM) {
-		t.Fatal("second Stop reported running")
+	if m.Pause(string(RunStateSaveVM)) {
+		t.Fatal("Pause reported running")
 	}
-	if m.RunState() != RunStateSaveVM {
-		t.Fatal("state")
+	if m.RunState() != RunStatePaused {
+		t.Fatalf("Pause keeps a stopped VM's state (QEMU's vm_stop): %s", m.RunState())
+	}
+	if m.Stop(RunStateSaveVM) || m.RunState() != RunStateSaveVM {
+		t.Fatalf("Stop sets the state: %s", m.RunState())
 	}
 	m.Resume()
 	waitFor(t, "counter after resume", func() bool { return counter(m) > c+1000 })

@@ -40,7 +40,7 @@ func TestSnapshotRoundTrip(t *testing.T) {
 
 	cfg.StartPaused = true
 	m2, _, log := boot(t, cfg)
-	m2.Stop(RunStateRestoreVM)
+	m2.Pause(string(RunStateRestoreVM)) // prelaunch stays prelaunch
 	for i, s := range m2.Sections() {
 		if s.SectionName() != secs[i].name {
 			t.Fatalf("section %d is %s, saved %s", i, s.SectionName(), secs[i].name)
