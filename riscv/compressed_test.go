@@ -92,3 +92,27 @@ func TestCompressedIllegal(t *testing.T) {
 		}
 	}
 }
+
+// TestDecodeTotal: every 16-bit parcel and a sample of 32-bit words
+// decode to something (never the "not decoded" marker, which would make
+// the interpreter decode forever).
+func TestDecodeTotal(t *testing.T) {
+	for c := uint32(0); c < 1<<16; c++ {
+		if c&3 == 3 {
+			continue
+		}
+		if d := decode16(c); d.op == opDecode || d.op == opStraddle || d.size() != 2 {
+			t.Fatalf("decode16(%#04x) = %+v", c, d)
+		}
+	}
+	x := uint32(2463534242)
+	for i := 0; i < 1<<20; i++ {
+		x ^= x << 13
+		x ^= x >> 17
+		x ^= x << 5
+		w := x | 3
+		if d := decode32(w); d.op == opDecode || d.op == opStraddle || d.size() != 4 {
+			t.Fatalf("decode32(%#08x) = %+v", w, d)
+		}
+	}
+}
