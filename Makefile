@@ -57,4 +57,4 @@ clean:
 RANDINSN_N ?= 5000
 .PHONY: randinsn
 randinsn:
-	$(GO) test -count=1 -timeout 60m -run TestSnapvmMatchesQEMU ./tests/randinsn -randinsn.n=$(RANDINSN_N)
+	$(GO) test -count=1 -timeout 60m -run TestSnapvmMatchesQEMU ./tests/randinsn -randinsn.n=$(RANDINSN_N) $(RANDINSN_FLAGS)

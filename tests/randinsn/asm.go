@@ -107,6 +107,7 @@ const (
 	fixCJ                   // c.j at `at`
 	fixPCRel                // auipc at `at`, I-type (addi/jalr/ld) at at+4: label - address(at)
 	fixAbs64                // 8-byte absolute address at `at`
+	fixPTE                  // 8-byte page-table entry at `at`: PPN of the label ORed in
 )
 
 type fixup struct {
@@ -232,6 +233,9 @@ func (a *asm) finish() ([]byte, error) {
 			binary.LittleEndian.PutUint32(a.buf[f.at+4:], w|uint32(lo)<<20)
 		case fixAbs64:
 			binary.LittleEndian.PutUint64(a.buf[f.at:], target)
+		case fixPTE:
+			v := binary.LittleEndian.Uint64(a.buf[f.at:])
+			binary.LittleEndian.PutUint64(a.buf[f.at:], v|target>>12<<10)
 		}
 	}
 	return a.buf, nil

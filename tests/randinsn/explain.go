@@ -7,6 +7,9 @@ import (
 
 // LinesPerSeq is how many output lines one sequence prints.
 func (o Options) LinesPerSeq() int {
+	if o.Dump && o.Paging && o.Traps {
+		return 7
+	}
 	if o.Dump {
 		return 5
 	}
@@ -56,6 +59,8 @@ func Explain(o Options, wantName string, want []byte, gotName string, got []byte
 				switch k {
 				case 1:
 					field = fmt.Sprintf("x%d", j+1)
+				case 5, 6:
+					field = fmt.Sprintf("%s-table PTE for window page %d", map[int]string{5: "S", 6: "U"}[k], j)
 				case 4:
 					if dataAddr == ^uint64(0) {
 						dataAddr = loadBaseData(o)

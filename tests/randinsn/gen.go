@@ -16,9 +16,14 @@
 // handler logs mcause/mtval/mepc into the hashed area and skips the
 // faulting instruction. The program powers off through sifive_test.
 //
+// With Paging, the S and U stretches run under Sv39 with random leaf PTEs
+// (page faults, hardware A/D updates).
+//
 // go test runs 200 sequences on QEMU alone (the generator must produce
 // programs that terminate and, in plain mode, never trap) and compares the
-// same 200 between QEMU and snapvm; `make randinsn RANDINSN_N=5000` runs more.
+// same 200 between QEMU and snapvm (programs rotate plain, traps, traps with
+// paging); `make randinsn RANDINSN_N=5000` runs more, and
+// RANDINSN_FLAGS=-randinsn.window-amos adds AMOs on paged pages.
 package randinsn
 
 import "math/rand"
@@ -29,9 +34,21 @@ type Options struct {
 	Seqs  int  // sequences in the program (one output line each)
 	Insns int  // random items per sequence (an item is one instruction or a short group)
 	Traps bool // raise exceptions and change privilege on purpose
+	// Paging (with Traps) turns on Sv39 for the S and U stretches: code and
+	// the data area stay identity-mapped by a gigapage, and a window at
+	// 0x40000000 maps 16 pages onto the data area with random PTE bits, so
+	// loads, stores and AMOs there take page faults or set A/D bits (the
+	// leaf tables are hashed too).
+	Paging bool
+	// WindowAMOs (with Paging) adds AMOs to the window accesses. On a page
+	// that is not readable QEMU 7.2 reports an AMO's page fault as a load
+	// page fault (13) where the ISA says store/AMO (15).
+	WindowAMOs bool
 	// Dump makes each sequence print four more lines after its hash line:
 	// x1..x31, the trap log (8 slots of mcause mtval mepc), the hash of the
-	// data area alone and the data area's 512 words. Explain reads them.
+	// data area alone and the data area's 512 words; with Paging two more
+	// with the 16 window PTEs of the S table and of the U table. Explain
+	// reads them.
 	Dump bool
 }
 
@@ -88,6 +105,7 @@ const (
 	kMisaligned
 	kAccessFault
 	kPriv
+	kPaged // access through the paged window (S/U stretches with Paging only)
 )
 
 var weights = []struct {
@@ -98,16 +116,29 @@ var weights = []struct {
 	{kJal, 2}, {kJalr, 2}, {kCALU, 12}, {kCMem, 8}, {kCBranch, 4}, {kCJump, 2}, {kCJr, 1},
 	{kCSR, 4}, {kAMO, 4}, {kLRSC, 2}, {kFence, 1},
 	{kIllegal, 3}, {kEcall, 3}, {kMisaligned, 2}, {kAccessFault, 2}, {kPriv, 2},
+	{kPaged, 12},
 }
 
-type gen struct {
-	a     *asm
-	r     *rand.Rand
-	traps bool
-	dump  bool
+const (
+	pteV, pteR, pteW, pteX, pteU, pteG, pteA, pteD = 1, 2, 4, 8, 16, 32, 64, 128
+	windowVPN                                      = 0x40000 // VA 0x40000000
+	windowPages                                    = 16
+)
 
-	dataL, dataMidL, scratchL, scratchEndL, constL        int
-	handlerL, reportL, printHexL, poweroffL, seqsL, dumpL int
+type gen struct {
+	a      *asm
+	r      *rand.Rand
+	traps  bool
+	dump   bool
+	paging bool
+	paged  bool // generating an S/U stretch under Sv39
+
+	windowAMOs bool
+
+	rootSL, rootUL, l1SL, l1UL, l0SL, l0UL int
+
+	dataL, dataMidL, dataEndL, scratchL, scratchEndL, constL int
+	handlerL, reportL, printHexL, poweroffL, seqsL, dumpL    int
 }
 
 // Generate builds one program as an ELF image.
@@ -132,10 +163,12 @@ func generate(o Options) (*gen, []byte, error) {
 	if o.Insns <= 0 {
 		o.Insns = 1
 	}
-	g := &gen{a: newAsm(loadBase), r: rand.New(rand.NewSource(o.Seed)), traps: o.Traps, dump: o.Dump}
+	g := &gen{a: newAsm(loadBase), r: rand.New(rand.NewSource(o.Seed)), traps: o.Traps, dump: o.Dump,
+		paging: o.Paging && o.Traps, windowAMOs: o.WindowAMOs}
 	a := g.a
-	for _, l := range []*int{&g.dataL, &g.dataMidL, &g.scratchL, &g.scratchEndL, &g.constL,
-		&g.handlerL, &g.reportL, &g.printHexL, &g.poweroffL, &g.seqsL, &g.dumpL} {
+	for _, l := range []*int{&g.dataL, &g.dataMidL, &g.dataEndL, &g.scratchL, &g.scratchEndL, &g.constL,
+		&g.handlerL, &g.reportL, &g.printHexL, &g.poweroffL, &g.seqsL, &g.dumpL,
+		&g.rootSL, &g.rootUL, &g.l1SL, &g.l1UL, &g.l0SL, &g.l0UL} {
 		*l = a.newLabel()
 	}
 	g.prologue()
@@ -182,9 +215,21 @@ func generate(o Options) (*gen, []byte, error) {
 		}
 		a.emit64(g.r.Uint64())
 	}
+	a.bind(g.dataEndL)
+	if g.paging {
+		// Leaf tables sit between the data area and the scratch area, inside
+		// the hashed range, so hardware A/D updates are compared too.
+		g.leafTable(g.l0SL, false)
+		g.leafTable(g.l0UL, true)
+	}
 	a.bind(g.scratchL)
 	a.buf = append(a.buf, make([]byte, scratchSz)...)
 	a.bind(g.scratchEndL)
+	if g.paging {
+		a.align(4096)
+		g.upperTables(g.rootSL, g.l1SL, g.l0SL, 0)
+		g.upperTables(g.rootUL, g.l1UL, g.l0UL, pteU)
+	}
 	if g.dump {
 		g.dumpState()
 	}
@@ -193,6 +238,56 @@ func generate(o Options) (*gen, []byte, error) {
 		return nil, nil, err
 	}
 	return g, wrapELF(img, loadBase), nil
+}
+
+// leafTable emits a 4 KiB table whose first entries map the window pages
+// onto the data area with random permissions; user says which table (the U
+// table mostly has U set, the S table mostly not).
+func (g *gen) leafTable(l int, user bool) {
+	a := g.a
+	a.bind(l)
+	for i := 0; i < 512; i++ {
+		if i >= windowPages {
+			a.emit64(0)
+			continue
+		}
+		var f uint64
+		for _, b := range []struct {
+			bit uint64
+			pct int
+		}{{pteV, 90}, {pteR, 70}, {pteW, 50}, {pteX, 30}, {pteA, 50}, {pteD, 50}, {pteG, 20}} {
+			if g.r.Intn(100) < b.pct {
+				f |= b.bit
+			}
+		}
+		if u := g.r.Intn(100); user && u < 85 || !user && u < 15 {
+			f |= pteU
+		}
+		a.fix(fixPTE, g.dataL)
+		a.emit64(f)
+	}
+}
+
+// upperTables emits a root table (gigapage 2 identity-maps DRAM, entry 1
+// leads to the window) and the level-1 table pointing at leaf table l0.
+func (g *gen) upperTables(root, l1, l0 int, u uint64) {
+	a := g.a
+	a.bind(root)
+	for i := 0; i < 512; i++ {
+		switch i {
+		case 1:
+			a.fix(fixPTE, l1)
+			a.emit64(pteV)
+		case 2:
+			a.emit64(loadBase>>12<<10 | pteV | pteR | pteW | pteX | pteA | pteD | u)
+		default:
+			a.emit64(0)
+		}
+	}
+	a.bind(l1)
+	a.fix(fixPTE, l0)
+	a.emit64(pteV)
+	a.buf = append(a.buf, make([]byte, 4096-8)...)
 }
 
 func (g *gen) value() uint64 {
@@ -308,14 +403,18 @@ func (g *gen) report() {
 func (g *gen) dumpState() {
 	a := g.a
 	a.bind(g.dumpL)
-	g.dumpWords(scRegs+8, 31)  // x1..x31
-	g.dumpWords(scTrapLog, 24) // trap log
-	g.hash(g.dataL, g.scratchL)
+	g.dumpWords(g.scratchL, scRegs+8, 31)  // x1..x31
+	g.dumpWords(g.scratchL, scTrapLog, 24) // trap log
+	g.hash(g.dataL, g.dataEndL)
 	a.fix(fixJ, g.printHexL)
 	a.emit32(jType(t0, 0))
 	a.li12(a1, '\n')
 	a.putc(a1)
-	g.dumpWords(-dataSize, dataSize/8) // the data area itself
+	g.dumpWords(g.dataL, 0, dataSize/8) // the data area itself
+	if g.paging {
+		g.dumpWords(g.l0SL, 0, windowPages)
+		g.dumpWords(g.l0UL, 0, windowPages)
+	}
 	a.emit32(iType(opJalr, zero, 0, t6, 0))
 }
 
@@ -338,13 +437,11 @@ func (g *gen) hash(from, to int) {
 	a.emit32(iType(opImm, a0, 0, t2, 0))
 }
 
-// dumpWords prints n words from scratch+off on one line.
-func (g *gen) dumpWords(off, n int) {
+// dumpWords prints n words from label+off on one line.
+func (g *gen) dumpWords(label, off, n int) {
 	a := g.a
-	a.la(t1, g.scratchL)
-	a.emit32(uType(opLui, t2, uint32(off+0x800)>>12))
-	a.emit32(iType(opImm, t2, 0, t2, int32(off)<<20>>20))
-	a.emit32(rType(opReg, t1, 0, t1, t2, 0))
+	a.la(t1, label)
+	a.emit32(iType(opImm, t1, 0, t1, int32(off)))
 	a.emit32(uType(opLui, t2, uint32(8*n+0x800)>>12))
 	a.emit32(iType(opImm, t2, 0, t2, int32(8*n)<<20>>20))
 	a.emit32(rType(opReg, t2, 0, t2, t1, 0))
@@ -440,7 +537,14 @@ func (g *gen) pickKind(top bool) kind {
 }
 
 func (g *gen) allowed(k kind, top bool) bool {
-	if k >= kIllegal && !g.traps {
+	switch {
+	case k >= kIllegal && !g.traps:
+		return false
+	case k == kPaged:
+		return g.paged
+	case k == kEcall && g.paged:
+		// An early return to M would run the window accesses that follow
+		// on physical addresses (PCIe space at 0x40000000).
 		return false
 	}
 	return k != kPriv || top
@@ -697,6 +801,26 @@ func (g *gen) item(k kind, target func(compressed bool) int) {
 		}
 	case kPriv:
 		g.privGroup()
+	case kPaged:
+		t := g.rdNZ()
+		a.emit32(uType(opLui, t, uint32(windowVPN+g.r.Intn(windowPages+2)))) // +2: unmapped pages
+		choices := 4
+		if g.windowAMOs {
+			choices = 5
+		}
+		switch g.r.Intn(choices) {
+		case 0, 1:
+			f3 := []uint32{0, 1, 2, 3, 4, 5, 6}[g.r.Intn(7)]
+			w := 1 << (f3 & 3)
+			a.emit32(iType(opLoad, g.rd(), f3, t, g.imm(0, 2047-w)))
+		case 2, 3:
+			f3 := uint32(g.r.Intn(4))
+			a.emit32(sType(f3, t, g.rs(), g.imm(0, 2047-(1<<f3))))
+		default:
+			f3 := uint32(2 + g.r.Intn(2))
+			a.emit32(iType(opImm, t, 0, t, g.imm(0, 2047)&^(1<<f3-1)))
+			a.emit32(rType(opAMO, g.rd(), f3, t, g.rs(), amoFunct5[g.r.Intn(len(amoFunct5))]<<2))
+		}
 	}
 }
 
@@ -788,16 +912,51 @@ func (g *gen) privGroup() {
 	a.emit32(uType(opLui, t, 2))
 	a.emit32(iType(opImm, t, 0, t, -2048))
 	a.emit32(csrType(3, zero, t, csrMstatus)) // clear MPP: U
-	if g.r.Intn(2) == 0 {
+	super := g.r.Intn(2) == 0
+	if super {
 		a.emit32(uType(opLui, t, 1))
 		a.emit32(iType(opImm, t, 0, t, -2048))
 		a.emit32(csrType(2, zero, t, csrMstatus)) // MPP = S
+	}
+	if g.paging {
+		g.enablePaging(t, super)
 	}
 	body := a.newLabel()
 	a.la(t, body)
 	a.csrw(csrMepc, t)
 	a.emit32(0x30200073) // mret
 	a.bind(body)
+	g.paged = g.paging
 	g.block(1+g.r.Intn(12), false)
+	g.paged = false
 	a.emit32(0x00000073) // ecall back to M
+}
+
+// enablePaging points satp at the S or U tables (Sv39), flushes the TLB
+// and sets or clears SUM and MXR at random; clobbers t and one more register.
+func (g *gen) enablePaging(t uint32, super bool) {
+	a := g.a
+	u := g.rdNZ()
+	for u == t {
+		u = g.rdNZ()
+	}
+	root := g.rootUL
+	if super {
+		root = g.rootSL
+	}
+	a.la(t, root)
+	a.emit32(iType(opImm, t, 5, t, 12)) // srli: PPN
+	a.li12(u, 1)
+	a.emit32(iType(opImm, u, 1, u, 63))        // slli: MODE 8 = Sv39
+	a.emit32(rType(opReg, t, 6, t, u, 0))      // or
+	a.emit32(csrType(1, zero, t, 0x180))       // csrw satp
+	a.emit32(0x12000073)                       // sfence.vma
+	for _, bit := range []uint32{0x40, 0x80} { // SUM (1<<18), MXR (1<<19)
+		a.emit32(uType(opLui, u, bit))
+		f3 := uint32(2) // csrs
+		if g.r.Intn(2) == 0 {
+			f3 = 3 // csrc
+		}
+		a.emit32(csrType(f3, zero, u, csrMstatus))
+	}
 }

@@ -15,10 +15,11 @@ import (
 )
 
 var (
-	flagN     = flag.Int("randinsn.n", 200, "random sequences to run (half plain, half with traps)")
+	flagN     = flag.Int("randinsn.n", 200, "random sequences to run (programs alternate plain, traps, traps+paging)")
 	flagSeed  = flag.Int64("randinsn.seed", 1, "first program seed")
 	flagInsns = flag.Int("randinsn.insns", 100, "random items per sequence")
 	flagDump  = flag.String("randinsn.dump", "", "directory to write the generated ELFs to")
+	flagAMOs  = flag.Bool("randinsn.window-amos", false, "paging programs also run AMOs on the paged window (see Options.WindowAMOs)")
 )
 
 // seqsPerProgram amortizes one VM start-up over many sequences.
@@ -39,12 +40,14 @@ func programs(t *testing.T, dir string) []program {
 	for left, i := *flagN, 0; left > 0; i++ {
 		n := min(left, seqsPerProgram)
 		left -= n
-		o := Options{Seed: *flagSeed + int64(i), Seqs: n, Insns: *flagInsns, Traps: i%2 == 1}
+		// Rotate through plain, traps, and traps with Sv39 paging.
+		o := Options{Seed: *flagSeed + int64(i), Seqs: n, Insns: *flagInsns, Traps: i%3 != 0, Paging: i%3 == 2,
+			WindowAMOs: *flagAMOs}
 		elf, err := Generate(o)
 		if err != nil {
 			t.Fatalf("seed %d: %v", o.Seed, err)
 		}
-		name := fmt.Sprintf("randinsn-seed%d-traps%v.elf", o.Seed, o.Traps)
+		name := fmt.Sprintf("randinsn-seed%d-traps%v-paging%v-amos%v.elf", o.Seed, o.Traps, o.Paging, o.WindowAMOs && o.Paging)
 		path := filepath.Join(dir, name)
 		if err := os.WriteFile(path, elf, 0o644); err != nil {
 			t.Fatal(err)
@@ -196,7 +199,18 @@ func TestDumpOnQEMU(t *testing.T) {
 // load cause), load and store access faults (5, 7) and ecalls from U, S
 // and M (8, 9, 11).
 func TestTrapCoverageOnQEMU(t *testing.T) {
-	o := Options{Seed: 77, Seqs: 50, Insns: 100, Traps: true, Dump: true}
+	checkTrapCoverage(t, Options{Seed: 77, Seqs: 50, Insns: 100, Traps: true, Dump: true},
+		[]uint64{2, 3, 4, 5, 7, 8, 9, 11})
+}
+
+// With paging, window accesses add load and store page faults (13, 15).
+// Ecalls from S/U are still the way back to M (8, 9).
+func TestPagingTrapCoverageOnQEMU(t *testing.T) {
+	checkTrapCoverage(t, Options{Seed: 78, Seqs: 50, Insns: 100, Traps: true, Paging: true, WindowAMOs: true, Dump: true},
+		[]uint64{2, 3, 5, 7, 8, 9, 13, 15})
+}
+
+func checkTrapCoverage(t *testing.T, o Options, want []uint64) {
 	elf, err := Generate(o)
 	if err != nil {
 		t.Fatal(err)
@@ -217,7 +231,7 @@ func TestTrapCoverageOnQEMU(t *testing.T) {
 			seen[cause] = true
 		}
 	}
-	for _, c := range []uint64{2, 3, 4, 5, 7, 8, 9, 11} {
+	for _, c := range want {
 		if !seen[c] {
 			t.Errorf("no trap with mcause %d in %d sequences (saw %v)", c, o.Seqs, seen)
 		}
