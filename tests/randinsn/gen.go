@@ -37,12 +37,12 @@ type Options struct {
 	// Paging (with Traps) turns on Sv39 for the S and U stretches: code and
 	// the data area stay identity-mapped by a gigapage, and a window at
 	// 0x40000000 maps 16 pages onto the data area with random PTE bits, so
-	// loads, stores and AMOs there take page faults or set A/D bits (the
-	// leaf tables are hashed too).
+	// loads and stores there (and AMOs, see WindowAMOs) take page faults or
+	// set A/D bits (the leaf tables are hashed too).
 	Paging bool
-	// WindowAMOs (with Paging) adds AMOs to the window accesses. On a page
-	// that is not readable QEMU 7.2 reports an AMO's page fault as a load
-	// page fault (13) where the ISA says store/AMO (15).
+	// WindowAMOs (with Paging) adds AMOs to the window accesses. For an AMO
+	// on an invalid PTE QEMU 7.2 reports a load page fault (13) where the
+	// ISA says store/AMO page fault (15).
 	WindowAMOs bool
 	// Dump makes each sequence print four more lines after its hash line:
 	// x1..x31, the trap log (8 slots of mcause mtval mepc), the hash of the
@@ -56,7 +56,8 @@ const (
 	loadBase  = 0x80000000
 	dataSize  = 4096
 	scratchSz = 512
-	// Offsets in the scratch area (right after the data area; hashed too).
+	// Offsets in the scratch area (after the data area and, with Paging,
+	// the leaf page tables; hashed too).
 	scTrapCount = 24
 	scTrapLog   = 32  // 8 entries of {mcause, mtval, mepc}
 	scRegs      = 256 // x0..x31 at the end of each sequence
