@@ -99,13 +99,17 @@ outer:
 			}
 		}
 		pageBase := pc &^ 4095
+		// Inside a page the position is the halfword index; pc is
+		// derived (pageBase + idx<<1) only where an instruction needs it,
+		// which keeps it off the dispatch's dependency chain.
+		idx := (pc - pageBase) >> 1
 		stop := limit
 		if cp.scratch {
 			stop = cnt + 1
 		}
 		for cnt < stop {
-			idx := (pc - pageBase) >> 1
 			if idx >= pageInsns {
+				pc = pageBase + idx<<1
 				continue outer
 			}
 			d := &cp.insns[idx]
@@ -114,60 +118,61 @@ outer:
 				h.decodeSlot(cp, idx)
 				continue
 			case opStraddle:
+				pc = pageBase + idx<<1
 				scratchNext = true
 				continue outer
 			case opIllegal:
-				pc = h.illegalAt(pc, base+cnt, d)
+				pc = h.illegalAt(pageBase+idx<<1, base+cnt, d)
 				continue outer
 			case opNOP, opFENCE:
 			case opLUI:
 				x[d.rd&63] = uint64(int64(d.imm))
 			case opAUIPC:
-				x[d.rd&63] = pc + uint64(int64(d.imm))
+				x[d.rd&63] = pageBase + idx<<1 + uint64(int64(d.imm))
 			case opJAL:
-				x[d.rd&63] = pc + d.size()
-				pc += uint64(int64(d.imm))
+				x[d.rd&63] = pageBase + (idx+d.hsize())<<1
+				idx += uint64(int64(d.imm >> 1))
 				cnt++
 				continue
 			case opJALR:
 				t := (x[d.rs1&63] + uint64(int64(d.imm))) &^ 1
-				x[d.rd&63] = pc + d.size()
-				pc = t
+				x[d.rd&63] = pageBase + (idx+d.hsize())<<1
+				idx = (t - pageBase) >> 1 // wraps consistently when t is below the page
 				cnt++
 				continue
 			case opBEQ:
 				if x[d.rs1&63] == x[d.rs2&63] {
-					pc += uint64(int64(d.imm))
+					idx += uint64(int64(d.imm >> 1))
 					cnt++
 					continue
 				}
 			case opBNE:
 				if x[d.rs1&63] != x[d.rs2&63] {
-					pc += uint64(int64(d.imm))
+					idx += uint64(int64(d.imm >> 1))
 					cnt++
 					continue
 				}
 			case opBLT:
 				if int64(x[d.rs1&63]) < int64(x[d.rs2&63]) {
-					pc += uint64(int64(d.imm))
+					idx += uint64(int64(d.imm >> 1))
 					cnt++
 					continue
 				}
 			case opBGE:
 				if int64(x[d.rs1&63]) >= int64(x[d.rs2&63]) {
-					pc += uint64(int64(d.imm))
+					idx += uint64(int64(d.imm >> 1))
 					cnt++
 					continue
 				}
 			case opBLTU:
 				if x[d.rs1&63] < x[d.rs2&63] {
-					pc += uint64(int64(d.imm))
+					idx += uint64(int64(d.imm >> 1))
 					cnt++
 					continue
 				}
 			case opBGEU:
 				if x[d.rs1&63] >= x[d.rs2&63] {
-					pc += uint64(int64(d.imm))
+					idx += uint64(int64(d.imm >> 1))
 					cnt++
 					continue
 				}
@@ -180,7 +185,7 @@ outer:
 				} else if v, ok := h.loadSlow(va, 1); ok {
 					x[d.rd&63] = uint64(int8(v))
 				} else {
-					pc = h.trapAt(pc, base+cnt)
+					pc = h.trapAt(pageBase+idx<<1, base+cnt)
 					continue outer
 				}
 			case opLBU:
@@ -191,7 +196,7 @@ outer:
 				} else if v, ok := h.loadSlow(va, 1); ok {
 					x[d.rd&63] = v
 				} else {
-					pc = h.trapAt(pc, base+cnt)
+					pc = h.trapAt(pageBase+idx<<1, base+cnt)
 					continue outer
 				}
 			case opLH:
@@ -202,7 +207,7 @@ outer:
 				} else if v, ok := h.loadSlow(va, 2); ok {
 					x[d.rd&63] = uint64(int16(v))
 				} else {
-					pc = h.trapAt(pc, base+cnt)
+					pc = h.trapAt(pageBase+idx<<1, base+cnt)
 					continue outer
 				}
 			case opLHU:
@@ -213,7 +218,7 @@ outer:
 				} else if v, ok := h.loadSlow(va, 2); ok {
 					x[d.rd&63] = v
 				} else {
-					pc = h.trapAt(pc, base+cnt)
+					pc = h.trapAt(pageBase+idx<<1, base+cnt)
 					continue outer
 				}
 			case opLW:
@@ -224,7 +229,7 @@ outer:
 				} else if v, ok := h.loadSlow(va, 4); ok {
 					x[d.rd&63] = uint64(int32(v))
 				} else {
-					pc = h.trapAt(pc, base+cnt)
+					pc = h.trapAt(pageBase+idx<<1, base+cnt)
 					continue outer
 				}
 			case opLWU:
@@ -235,7 +240,7 @@ outer:
 				} else if v, ok := h.loadSlow(va, 4); ok {
 					x[d.rd&63] = v
 				} else {
-					pc = h.trapAt(pc, base+cnt)
+					pc = h.trapAt(pageBase+idx<<1, base+cnt)
 					continue outer
 				}
 			case opLD:
@@ -246,7 +251,7 @@ outer:
 				} else if v, ok := h.loadSlow(va, 8); ok {
 					x[d.rd&63] = v
 				} else {
-					pc = h.trapAt(pc, base+cnt)
+					pc = h.trapAt(pageBase+idx<<1, base+cnt)
 					continue outer
 				}
 			case opSB:
@@ -260,10 +265,10 @@ outer:
 						h.invalidateRAM(off, 1)
 					}
 				} else if !h.storeSlow(va, 1, v) {
-					pc = h.trapAt(pc, base+cnt)
+					pc = h.trapAt(pageBase+idx<<1, base+cnt)
 					continue outer
 				} else if h.endSlice {
-					pc += d.size()
+					pc = pageBase + (idx+d.hsize())<<1
 					cnt++
 					continue outer
 				}
@@ -278,10 +283,10 @@ outer:
 						h.invalidateRAM(off, 2)
 					}
 				} else if !h.storeSlow(va, 2, v) {
-					pc = h.trapAt(pc, base+cnt)
+					pc = h.trapAt(pageBase+idx<<1, base+cnt)
 					continue outer
 				} else if h.endSlice {
-					pc += d.size()
+					pc = pageBase + (idx+d.hsize())<<1
 					cnt++
 					continue outer
 				}
@@ -296,10 +301,10 @@ outer:
 						h.invalidateRAM(off, 4)
 					}
 				} else if !h.storeSlow(va, 4, v) {
-					pc = h.trapAt(pc, base+cnt)
+					pc = h.trapAt(pageBase+idx<<1, base+cnt)
 					continue outer
 				} else if h.endSlice {
-					pc += d.size()
+					pc = pageBase + (idx+d.hsize())<<1
 					cnt++
 					continue outer
 				}
@@ -314,10 +319,10 @@ outer:
 						h.invalidateRAM(off, 8)
 					}
 				} else if !h.storeSlow(va, 8, v) {
-					pc = h.trapAt(pc, base+cnt)
+					pc = h.trapAt(pageBase+idx<<1, base+cnt)
 					continue outer
 				} else if h.endSlice {
-					pc += d.size()
+					pc = pageBase + (idx+d.hsize())<<1
 					cnt++
 					continue outer
 				}
@@ -431,29 +436,30 @@ outer:
 				opAMOMINW, opAMOMAXW, opAMOMINUW, opAMOMAXUW, opAMOSWAPD, opAMOADDD, opAMOXORD,
 				opAMOANDD, opAMOORD, opAMOMIND, opAMOMAXD, opAMOMINUD, opAMOMAXUD:
 				if !h.amo(d) {
-					pc = h.trapAt(pc, base+cnt)
+					pc = h.trapAt(pageBase+idx<<1, base+cnt)
 					continue outer
 				}
 				if h.endSlice {
-					pc += d.size()
+					pc = pageBase + (idx+d.hsize())<<1
 					cnt++
 					continue outer
 				}
 
 			default: // system instructions: CSRs, traps, fences, xRET, WFI
-				h.pc = pc
+				h.pc = pageBase + idx<<1
 				h.instret = base + cnt
 				if !h.system(d) {
-					pc = h.trapAt(pc, base+cnt)
+					pc = h.trapAt(pageBase+idx<<1, base+cnt)
 					continue outer
 				}
 				pc = h.pc
 				cnt++
 				continue outer
 			}
-			pc += d.size()
+			idx += d.hsize()
 			cnt++
 		}
+		pc = pageBase + idx<<1
 	}
 	h.pc = pc
 	h.instret = base + cnt

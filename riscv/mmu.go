@@ -89,6 +89,9 @@ type dinsn struct {
 // size is the instruction's length in bytes.
 func (d *dinsn) size() uint64 { return 4 - uint64(d.rd>>5&2) }
 
+// hsize is the instruction's length in halfwords.
+func (d *dinsn) hsize() uint64 { return 2 - uint64(d.rd>>6) }
+
 // codePage is the decoded form of one 4 KiB page of RAM, indexed by
 // halfword. Entries decode lazily (op == opDecode).
 type codePage struct {
