@@ -20,6 +20,9 @@ type dtParams struct {
 	ramSize  uint64
 	bootargs string
 	rngSeed  []byte // 32 bytes, or nil to leave the property out
+	// initrdStart/End (0: no initrd) become /chosen/linux,initrd-*, as
+	// 32-bit cells like QEMU 7.2 writes them.
+	initrdStart, initrdEnd uint64
 }
 
 // buildDeviceTree produces the tree QEMU 7.2's virt board generates, in
@@ -43,6 +46,10 @@ func buildDeviceTree(p dtParams) ([]byte, error) {
 	b.PropString("model", "riscv-virtio,qemu")
 
 	b.BeginNode("chosen")
+	if p.initrdEnd != 0 {
+		b.PropU32("linux,initrd-end", uint32(p.initrdEnd))
+		b.PropU32("linux,initrd-start", uint32(p.initrdStart))
+	}
 	if p.rngSeed != nil {
 		b.Prop("rng-seed", p.rngSeed)
 	}

@@ -87,6 +87,9 @@ type Config struct {
 	// boundary). It may be empty only with Firmware.
 	Kernel []byte
 	Append string // /chosen/bootargs
+	// Initrd is loaded at kernel start + min(RAM/2, 128 MiB) and announced
+	// in /chosen/linux,initrd-start/-end (needs a kernel).
+	Initrd []byte
 	// Serial receives UART0 output (nil discards); SerialIn, if set, is
 	// read by a goroutine and fed to the UART.
 	Serial   io.Writer
@@ -226,6 +229,26 @@ func New(cfg Config) (*Machine, error) {
 		kernelLow = lowestAddr(k)
 	}
 
+	var initrdStart, initrdEnd uint64
+	if cfg.Initrd != nil {
+		if cfg.Kernel == nil {
+			ram.Close()
+			return nil, errors.New("machine: an initrd needs a kernel")
+		}
+		initrdStart = kernelLow + min(cfg.RAMSize/2, 128<<20)
+		if !ram.Contains(initrdStart, uint64(len(cfg.Initrd))) {
+			ram.Close()
+			return nil, fmt.Errorf("machine: initrd of %d bytes at %#x does not fit in RAM", len(cfg.Initrd), initrdStart)
+		}
+		seg := []segment{{addr: initrdStart, data: cfg.Initrd, size: uint64(len(cfg.Initrd))}}
+		if overlap(m.segs, seg) {
+			ram.Close()
+			return nil, errors.New("machine: the initrd overlaps the kernel")
+		}
+		m.segs = append(m.segs, seg...)
+		initrdEnd = initrdStart + uint64(len(cfg.Initrd))
+	}
+
 	m.bus = &bus{}
 	ts := &mtimeSource{}
 	clintHarts := make([]clint.Hart, cfg.Harts)
@@ -275,7 +298,8 @@ func New(cfg Config) (*Machine, error) {
 
 	seed := make([]byte, 32)
 	rand.Read(seed) //nolint:errcheck // crypto/rand does not fail on Linux
-	m.fdt, err = buildDeviceTree(dtParams{harts: cfg.Harts, ramSize: cfg.RAMSize, bootargs: cfg.Append, rngSeed: seed})
+	m.fdt, err = buildDeviceTree(dtParams{harts: cfg.Harts, ramSize: cfg.RAMSize, bootargs: cfg.Append, rngSeed: seed,
+		initrdStart: initrdStart, initrdEnd: initrdEnd})
 	if err != nil {
 		m.Close()
 		return nil, fmt.Errorf("machine: %w", err)

@@ -409,6 +409,28 @@ func TestHelloGuest(t *testing.T) {
 	}
 }
 
+func TestInitrd(t *testing.T) {
+	elf, _ := guests.ELF("hello")
+	m, _, _ := boot(t, Config{Kernel: elf, Initrd: []byte("initrd contents"), StartPaused: true})
+	got := make([]byte, 15)
+	m.RAM().ReadAt(got, 0x84000000)
+	if string(got) != "initrd contents" {
+		t.Fatalf("initrd at 0x84000000: %q", got)
+	}
+	blob, _ := m.FDT()
+	root, err := fdt.Parse(blob)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch := root.Lookup("/chosen")
+	if s, e := ch.U32s("linux,initrd-start"), ch.U32s("linux,initrd-end"); len(s) != 1 || s[0] != 0x84000000 || e[0] != 0x84000000+15 {
+		t.Fatalf("initrd props %#x %#x", s, e)
+	}
+	if ch.Order[0] != "linux,initrd-end" || ch.Order[1] != "linux,initrd-start" {
+		t.Fatalf("chosen property order %v", ch.Order)
+	}
+}
+
 func TestKernelErrors(t *testing.T) {
 	if _, err := New(Config{}); err == nil {
 		t.Fatal("empty kernel accepted")

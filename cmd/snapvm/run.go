@@ -53,6 +53,12 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		kernel = []byte{0x73, 0x00, 0x50, 0x10} // -machine dumpdtb without a kernel: a lone wfi
 	}
 
+	var initrd []byte
+	if opts.Initrd != "" {
+		if initrd, err = os.ReadFile(opts.Initrd); err != nil {
+			return fail(fmt.Errorf("could not load initial ram disk '%s': %v", opts.Initrd, unwrapPathErr(err)))
+		}
+	}
 	var firmware []byte
 	if opts.HasFirmware() {
 		if firmware, err = loadFirmware(opts.BIOS); err != nil {
@@ -74,7 +80,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	defer serial.Close()
 
 	m, err := machine.New(machine.Config{
-		RAMSize: opts.RAMSize, Harts: opts.SMP, Firmware: firmware, Kernel: kernel, Append: opts.Append,
+		RAMSize: opts.RAMSize, Harts: opts.SMP, Firmware: firmware, Kernel: kernel, Append: opts.Append, Initrd: initrd,
 		Serial: serial.out, SerialIn: serial.in,
 		Blocks: g, BlkDevices: backends,
 		NoShutdown: opts.NoShutdown, NoReboot: opts.NoReboot,

@@ -60,6 +60,7 @@ type Options struct {
 	BIOS        string // "none" (also when not given), "default" (QEMU's OpenSBI) or a file
 	Kernel      string
 	Append      string
+	Initrd      string
 	RAMSize     uint64 // bytes; 0 = machine default
 	SMP         int
 	CPU         string
@@ -104,7 +105,7 @@ const MaxHarts = 8
 // optionSpec says whether an option takes an argument.
 var optionSpec = map[string]bool{
 	"M": true, "machine": true, "nodefaults": false, "bios": true, "kernel": true,
-	"append": true, "m": true, "smp": true, "cpu": true, "serial": true,
+	"append": true, "initrd": true, "m": true, "smp": true, "cpu": true, "serial": true,
 	"nographic": false, "display": true, "monitor": true, "S": false,
 	"no-reboot": false, "no-shutdown": false, "name": true, "blockdev": true,
 	"drive": true, "device": true, "qmp": true, "h": false, "help": false, "version": false,
@@ -119,6 +120,7 @@ Options (qemu-system-riscv64 spelling):
 -bios none|default|FILE     firmware at 0x80000000 (none when not given; default = QEMU's OpenSBI)
 -kernel FILE                ELF (at its physical addresses) or raw image
 -append STRING              /chosen/bootargs
+-initrd FILE                at kernel + min(RAM/2, 128M), in /chosen
 -m [size=]N[k|M|G|T]        RAM (default 128M)
 -smp [cpus=]N               harts (1..8)
 -cpu rv64                   the only CPU model (RV64IMAC, Sv39)
@@ -178,6 +180,8 @@ func (o *Options) apply(name, val string) error {
 		o.Kernel = val
 	case "append":
 		o.Append = val
+	case "initrd":
+		o.Initrd = val
 	case "m":
 		n, err := parseMemory(opt, val)
 		if err != nil {
@@ -595,6 +599,9 @@ func (o *Options) finish() error {
 	}
 	if o.Append != "" && o.Kernel == "" && !o.Empty {
 		return errf("", "-append only allowed with -kernel option")
+	}
+	if o.Initrd != "" && o.Kernel == "" {
+		return errf("", "-initrd only allowed with -kernel option")
 	}
 	if o.Kernel == "" && !o.Empty && o.DumpDTB == "" && !o.HasFirmware() {
 		return errf("", "no -kernel given: snapvm boots bare-metal guests with -bios none -kernel FILE")

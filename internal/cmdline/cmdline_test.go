@@ -131,6 +131,7 @@ func TestErrors(t *testing.T) {
 		{"-kernel k -drive file=x,id=a -drive file=y,id=a", "Duplicate ID 'a' for drive"},
 		{"-kernel k -blockdev driver=foo", "-blockdev driver=foo: "},
 		{"-append x", "-append only allowed with -kernel option"},
+		{"-bios default -initrd x", "-initrd only allowed with -kernel option"},
 		{"-S", "no -kernel given"},
 	} {
 		_, err := Parse(strings.Fields(c.args))
