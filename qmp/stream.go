@@ -262,14 +262,9 @@ func (s *Stream) step(c byte, emit func(Value, error)) (consumed, again bool) {
 	return true, false
 }
 
-// terminal ends a number or keyword token at c. An ASCII c is looked at again from the
-// start state; any other byte cannot follow such a token and is an error.
+// terminal ends a number or keyword token at c, which is then looked at again from the
+// start state (QEMU's TERMINAL: any byte ends such a token).
 func (s *Stream) terminal(c byte, t tokType, emit func(Value, error)) (bool, bool) {
-	if c >= 0x80 {
-		s.tok = append(s.tok, c)
-		s.lexError(emit)
-		return true, false
-	}
 	s.state = lexStart
 	s.token(t, string(s.tok), emit)
 	return false, true
@@ -514,6 +509,8 @@ func unquote(tok string) (string, string) {
 	if !strings.ContainsAny(body, "\\") && utf8.ValidString(body) {
 		return body, ""
 	}
+	// QEMU quotes a bad \u escape as the 6 (or 12) bytes from the backslash, which
+	// may run into the closing quote; offsets below are into body, tok is body+1.
 	var sb strings.Builder
 	for i := 0; i < len(body); {
 		c := body[i]
@@ -562,8 +559,8 @@ func unquote(tok string) (string, string) {
 				}
 			}
 			if cp < 0 || cp >= 0xD800 && cp <= 0xDFFF || cp > utf8.MaxRune {
-				end := min(i, len(body))
-				return "", body[start:end] + " is not a valid Unicode character"
+				end := min(i+1, len(tok))
+				return "", tok[start+1:end] + " is not a valid Unicode character"
 			}
 			sb.WriteRune(rune(cp))
 			continue
