@@ -78,6 +78,9 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return fail(err)
 	}
 	defer serial.Close()
+	if opts.SerialBackend().Kind == "stdio" {
+		defer rawStdin(stdin)()
+	}
 
 	m, err := machine.New(machine.Config{
 		RAMSize: opts.RAMSize, Harts: opts.SMP, Firmware: firmware, Kernel: kernel, Append: opts.Append, Initrd: initrd,
