@@ -91,12 +91,7 @@ func isStructural(c byte) bool {
 }
 
 func (s *Stream) feedByte(c byte, emit func(Value, error)) {
-	for {
-		consumed, again := s.step(c, emit)
-		if !again {
-			_ = consumed
-			break
-		}
+	for s.step(c, emit) {
 	}
 	// A single token may not grow without bound either.
 	if len(s.tok) > MaxTokenSize {
@@ -106,20 +101,20 @@ func (s *Stream) feedByte(c byte, emit func(Value, error)) {
 	}
 }
 
-// step processes c in the current state. It returns again=true when c must be looked at
-// again in the new state (QEMU's LOOKAHEAD).
-func (s *Stream) step(c byte, emit func(Value, error)) (consumed, again bool) {
+// step processes c in the current state. It returns true when c must be looked at again
+// in the new state (QEMU's LOOKAHEAD).
+func (s *Stream) step(c byte, emit func(Value, error)) bool {
 	switch s.state {
 	case lexRecovery:
 		if c < 0x20 && c != '\t' || c >= 0xFE || isStructural(c) {
 			s.state = lexStart
-			return false, true
+			return true
 		}
-		return true, false
+		return false
 	case lexStart:
 		switch {
 		case c == ' ' || c == '\t' || c == '\r' || c == '\n':
-			return true, false
+			return false
 		case c == '"':
 			s.tok = append(s.tok[:0], c)
 			s.state = lexDQ
@@ -154,7 +149,7 @@ func (s *Stream) step(c byte, emit func(Value, error)) (consumed, again bool) {
 			s.tok = append(s.tok[:0], c)
 			s.lexError(emit)
 		}
-		return true, false
+		return false
 	case lexDQ, lexSQ:
 		quote := byte('"')
 		if s.state == lexSQ {
@@ -174,7 +169,7 @@ func (s *Stream) step(c byte, emit func(Value, error)) (consumed, again bool) {
 		default:
 			s.tok = append(s.tok, c)
 		}
-		return true, false
+		return false
 	case lexDQEscape, lexSQEscape:
 		s.tok = append(s.tok, c)
 		if c < 0x20 || c >= 0xFE {
@@ -182,13 +177,13 @@ func (s *Stream) step(c byte, emit func(Value, error)) (consumed, again bool) {
 		} else {
 			s.state--
 		}
-		return true, false
+		return false
 	case lexKeyword:
 		if c >= 'a' && c <= 'z' {
 			s.tok = append(s.tok, c)
-			return true, false
+			return false
 		}
-		return s.terminal(c, tokKeyword, emit)
+		return s.terminal(tokKeyword, emit)
 	case lexNeg:
 		switch {
 		case c == '0':
@@ -198,27 +193,27 @@ func (s *Stream) step(c byte, emit func(Value, error)) (consumed, again bool) {
 		default:
 			s.tok = append(s.tok, c)
 			s.lexError(emit)
-			return true, false
+			return false
 		}
 		s.tok = append(s.tok, c)
-		return true, false
+		return false
 	case lexZero, lexDigits:
 		switch {
 		case c >= '0' && c <= '9':
 			if s.state == lexZero {
 				s.tok = append(s.tok, c)
 				s.lexError(emit)
-				return true, false
+				return false
 			}
 		case c == '.':
 			s.state = lexMantissa
 		case c == 'e' || c == 'E':
 			s.state = lexExpE
 		default:
-			return s.terminal(c, tokInteger, emit)
+			return s.terminal(tokInteger, emit)
 		}
 		s.tok = append(s.tok, c)
-		return true, false
+		return false
 	case lexMantissa, lexExpSign:
 		s.tok = append(s.tok, c)
 		if c >= '0' && c <= '9' {
@@ -230,17 +225,17 @@ func (s *Stream) step(c byte, emit func(Value, error)) (consumed, again bool) {
 		} else {
 			s.lexError(emit)
 		}
-		return true, false
+		return false
 	case lexMantissaDigits:
 		switch {
 		case c >= '0' && c <= '9':
 		case c == 'e' || c == 'E':
 			s.state = lexExpE
 		default:
-			return s.terminal(c, tokFloat, emit)
+			return s.terminal(tokFloat, emit)
 		}
 		s.tok = append(s.tok, c)
-		return true, false
+		return false
 	case lexExpE:
 		s.tok = append(s.tok, c)
 		switch {
@@ -251,23 +246,23 @@ func (s *Stream) step(c byte, emit func(Value, error)) (consumed, again bool) {
 		default:
 			s.lexError(emit)
 		}
-		return true, false
+		return false
 	case lexExpDigits:
 		if c >= '0' && c <= '9' {
 			s.tok = append(s.tok, c)
-			return true, false
+			return false
 		}
-		return s.terminal(c, tokFloat, emit)
+		return s.terminal(tokFloat, emit)
 	}
-	return true, false
+	return false
 }
 
-// terminal ends a number or keyword token at c, which is then looked at again from the
+// terminal ends a number or keyword token; the current byte is then looked at again from the
 // start state (QEMU's TERMINAL: any byte ends such a token).
-func (s *Stream) terminal(c byte, t tokType, emit func(Value, error)) (bool, bool) {
+func (s *Stream) terminal(t tokType, emit func(Value, error)) bool {
 	s.state = lexStart
 	s.token(t, string(s.tok), emit)
-	return false, true
+	return true
 }
 
 // lexError reports the stray text and enters recovery, dropping the message in progress.
