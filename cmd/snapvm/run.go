@@ -73,7 +73,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return fail(err)
 	}
 
-	serial, err := openSerial(opts.SerialBackend(), stdin, stdout)
+	serial, err := openSerial(opts.SerialBackend(), stdin, stdout, stderr)
 	if err != nil {
 		return fail(err)
 	}

@@ -25,7 +25,7 @@ func (s *serialPort) Close() {
 }
 
 // openSerial connects the -serial backend.
-func openSerial(spec cmdline.Serial, stdin io.Reader, stdout io.Writer) (*serialPort, error) {
+func openSerial(spec cmdline.Serial, stdin io.Reader, stdout, stderr io.Writer) (*serialPort, error) {
 	p := &serialPort{ready: make(chan struct{})}
 	switch spec.Kind {
 	case "stdio":
@@ -58,10 +58,10 @@ func openSerial(spec cmdline.Serial, stdin io.Reader, stdout io.Writer) (*serial
 		sw := &socketSerial{}
 		sw.cond = sync.NewCond(&sw.mu)
 		p.out, p.in = sw, sw
-		p.closers = append(p.closers, l)
+		p.closers = append(p.closers, l, sw)
 		go sw.accept(l, p.ready)
 		if spec.Wait {
-			fmt.Fprintf(os.Stderr, "snapvm: -serial unix:%s,server=on: waiting for connection\n", spec.Path)
+			fmt.Fprintf(stderr, "snapvm: waiting for connection on: disconnected:unix:%s,server=on\n", spec.Path)
 			<-p.ready
 		}
 	}
@@ -134,6 +134,17 @@ func (s *socketSerial) Read(p []byte) (int, error) {
 			s.drop(c)
 		}
 	}
+}
+
+// Close disconnects the client.
+func (s *socketSerial) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.conn != nil {
+		s.conn.Close()
+		s.conn = nil
+	}
+	return nil
 }
 
 func (s *socketSerial) drop(c net.Conn) {

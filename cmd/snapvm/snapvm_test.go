@@ -144,6 +144,33 @@ func TestSerialFileAndFailCode(t *testing.T) {
 	}
 }
 
+func TestSerialUnixServerWaits(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "serial.sock")
+	_, errb, done := start(vmrun.BootArgs(guestPath(t, "hello"), "-serial", "unix:"+sock+",server=on,wait=on")...)
+	var c net.Conn
+	var err error
+	for i := 0; i < 500; i++ {
+		if c, err = net.Dial("unix", sock); err == nil {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	var got bytes.Buffer
+	got.ReadFrom(c)
+	if rc := waitExit(t, done, errb); rc != 0 {
+		t.Fatalf("exit %d: %s", rc, errb.String())
+	}
+	// Nothing was lost before the client connected: the guest waited.
+	if !strings.HasPrefix(got.String(), "Hello from snapvm guest\n") || !strings.HasSuffix(got.String(), "bye\n") {
+		t.Fatalf("serial socket got %q", got.String())
+	}
+}
+
 // qmpCommand connects to sock, negotiates and runs one command.
 func qmpCommand(t *testing.T, sock, cmd string) map[string]any {
 	t.Helper()
