@@ -60,7 +60,14 @@ func (ss *session) closeLocked(reason string) {
 	}
 	ss.done, ss.reason = true, reason
 	ss.out, ss.queued = nil, 0
-	ss.conn.Close()
+	if reason == errQueueFull.Error() {
+		ss.srv.log.Warn("qmp: disconnecting client", "reason", reason)
+	} else {
+		ss.srv.log.Debug("qmp: client session ended", "reason", reason)
+	}
+	if ss.conn != nil {
+		ss.conn.Close()
+	}
 	ss.cond.Broadcast()
 }
 
