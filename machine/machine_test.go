@@ -2,6 +2,7 @@ package machine
 
 import (
 	"bytes"
+	"fmt"
 	"encoding/binary"
 	"strings"
 	"sync"
@@ -169,7 +170,13 @@ func counter(m *Machine) uint64 {
 }
 
 func TestStopResume(t *testing.T) {
-	m, _, log := boot(t, Config{Kernel: counterGuest(), StartPaused: true})
+	for _, harts := range []int{1, 2} {
+		t.Run(fmt.Sprintf("harts=%d", harts), func(t *testing.T) { testStopResume(t, harts) })
+	}
+}
+
+func testStopResume(t *testing.T, harts int) {
+	m, _, log := boot(t, Config{Kernel: counterGuest(), StartPaused: true, Harts: harts})
 	if m.RunState() != RunStatePrelaunch || counter(m) != 0 {
 		t.Fatal("prelaunch must not run the guest")
 	}
