@@ -33,6 +33,7 @@ func Create(path string, o CreateOptions) error {
 	if err != nil {
 		return err
 	}
+	o.Size = (o.Size + 511) &^ 511 // qemu-img rounds the size up to whole sectors
 	hb, err := encodeHeader(h)
 	if err != nil {
 		return err

@@ -17,6 +17,7 @@ func TestCreateMatchesQemuImg(t *testing.T) {
 		{CreateOptions{Size: 64 << 20, Compat: "0.10"}, []string{"-o", "compat=0.10"}},
 		{CreateOptions{Size: 100 << 20, ClusterSize: 512, RefcountBits: 8}, []string{"-o", "cluster_size=512,refcount_bits=8"}},
 		{CreateOptions{Size: 0}, nil},
+		{CreateOptions{Size: 100001}, nil},
 	} {
 		t.Run(fmt.Sprint(tc.args), func(t *testing.T) {
 			dir := t.TempDir()

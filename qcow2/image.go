@@ -364,8 +364,13 @@ func (img *Image) writeHeaderField(off int64, b []byte) error {
 	return img.f.Sync()
 }
 
-// Resize grows the virtual disk to newSize bytes. Shrinking is not supported.
+// Resize grows the virtual disk to newSize bytes (rounded up to a multiple of 512, as QEMU
+// counts sizes in sectors). Shrinking is not supported.
 func (img *Image) Resize(newSize int64) error {
+	if newSize < 0 || newSize > math.MaxInt64-511 {
+		return fmt.Errorf("qcow2: invalid size %d", newSize)
+	}
+	newSize = (newSize + 511) &^ 511
 	img.mu.Lock()
 	defer img.mu.Unlock()
 	if err := img.writable(); err != nil {
