@@ -290,7 +290,8 @@ func setupDemo(opts *cmdline.Options, stderr io.Writer) ([]byte, func(), error) 
 	opts.QMP = append(opts.QMP, "unix:"+sock+",server=on,wait=off")
 	fmt.Fprintf(stderr, "snapvm: demo guest %q with scratch disk %s (node disk0)\n", "ticker", disk)
 	fmt.Fprintf(stderr, "snapvm: QMP socket: %s\n", sock)
-	fmt.Fprintf(stderr, "snapvm: try: snapvm-qmp %s snapshot-save job-id=j1 tag=t1 vmstate=disk0 devices=disk0\n", sock)
+	fmt.Fprintf(stderr, "snapvm: save: snapvm-qmp --wait %s snapshot-save job-id=s1 tag=t1 vmstate=disk0 devices=disk0\n", sock)
+	fmt.Fprintf(stderr, "snapvm: load: snapvm-qmp --wait %s snapshot-load job-id=l1 tag=t1 vmstate=disk0 devices=disk0\n", sock)
 	fmt.Fprintf(stderr, "snapvm: stop with Ctrl-C (the directory is removed on exit)\n")
 	return kernel, cleanup, nil
 }
