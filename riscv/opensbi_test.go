@@ -213,17 +213,22 @@ func TestOpenSBIBoot(t *testing.T) {
 			t.Errorf("console lacks %q", want)
 		}
 	}
+	if strings.Contains(out, "second hart") {
+		t.Error("a second hart ran on a one-hart board")
+	}
 }
 
 // TestOpenSBIBootTwoHarts: both harts race through OpenSBI's boot lottery
-// (AMOs across goroutines); the loser parks in WFI until an IPI, and the
-// winner runs the payload.
+// (AMOs across goroutines); the loser parks in WFI, the winner runs the
+// payload, which starts the other hart through SBI HSM (an IPI through the
+// CLINT wakes it from WFI on its goroutine) and waits for it.
 func TestOpenSBIBootTwoHarts(t *testing.T) {
 	out := bootOpenSBI(t, 2, "virt_smp2.dtb")
 	for _, want := range []string{
 		"Platform HART Count       : 2",
 		"sbipayload: timer interrupt",
 		"sbipayload: sv39 ok",
+		"sbipayload: second hart ran",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("console lacks %q", want)

@@ -2,7 +2,8 @@
  * at 0x80200000 behind OpenSBI's fw_dynamic. It exercises what Linux needs
  * from the hart through OpenSBI: legacy console ecalls, rdtime, the SBI
  * timer with a delegated S-timer interrupt taken out of WFI, Sv39 with a
- * gigapage, a misaligned load, and SBI system reset.
+ * gigapage, a misaligned load, starting a second hart through SBI HSM (an
+ * IPI), and SBI system reset.
  * Build: riscv64-unknown-elf-gcc -march=rv64imac_zicsr -mabi=lp64 -nostdlib
  *        -Wl,-Ttext=0x80200000 -Wl,--build-id=none -o sbipayload.elf sbipayload.S
  *        riscv64-unknown-elf-objcopy -O binary sbipayload.elf sbipayload.bin */
@@ -66,6 +67,21 @@ _start:
 	la	a0, msg_mis
 	call	puts
 
+	/* Start the other hart, if there is one, through SBI HSM (an IPI to
+	 * a hart parked in WFI) and wait until it has run. */
+	li	a7, 0x48534D		/* HSM */
+	li	a6, 0			/* hart_start */
+	xori	a0, s0, 1		/* the other hart's id */
+	la	a1, second
+	li	a2, 0
+	ecall
+	bnez	a0, 6f			/* no such hart */
+	la	t0, flag
+5:	lw	t1, 0(t0)
+	beqz	t1, 5b
+	la	a0, msg_second
+	call	puts
+6:
 	/* Shutdown through SBI SRST. */
 	li	a7, 0x53525354
 	li	a6, 0
@@ -94,6 +110,16 @@ trap:
 	li	s1, 1
 	sret
 
+/* The second hart starts here in S-mode with the MMU off. */
+second:
+	la	t0, flag
+	li	t1, 1
+	amoswap.w t1, t1, (t0)
+	li	a7, 0x48534D		/* HSM */
+	li	a6, 1			/* hart_stop */
+	ecall
+7:	j	7b
+
 putc:	li	a7, 1			/* legacy console_putchar */
 	ecall
 	ret
@@ -114,11 +140,14 @@ msg_timer:	.asciz "sbipayload: timer interrupt\n"
 msg_vm:		.asciz "sbipayload: sv39 ok\n"
 msg_mis:	.asciz "sbipayload: misaligned ok\n"
 msg_fail:	.asciz "sbipayload: FAIL\n"
+msg_second:	.asciz "sbipayload: second hart ran\n"
 	.align 3
 magic:	.dword 0x1234567890abcdef
 	.dword 0
 
 	.section .bss
+	.align 3
+flag:	.space 8
 	.align 12
 pt:	.space 4096
 	.space 4096
