@@ -13,12 +13,12 @@ func TestCreateWriteReadInterop(t *testing.T) {
 		name string
 		o    CreateOptions
 	}{
-		{"v3-64k", CreateOptions{Size: 64 << 20}},
-		{"v2-64k", CreateOptions{Size: 64 << 20, Compat: "0.10"}},
+		{"v3-64k", CreateOptions{Size: 16 << 20}},
+		{"v2-64k", CreateOptions{Size: 16 << 20, Compat: "0.10"}},
 		{"v3-512", CreateOptions{Size: 8 << 20, ClusterSize: 512}},
 		{"v3-4k-rc1", CreateOptions{Size: 16 << 20, ClusterSize: 4096, RefcountBits: 1}},
 		{"v3-4k-rc64", CreateOptions{Size: 16 << 20, ClusterSize: 4096, RefcountBits: 64}},
-		{"v3-2m", CreateOptions{Size: 64 << 20, ClusterSize: 2 << 20}},
+		{"v3-2m", CreateOptions{Size: 16 << 20, ClusterSize: 2 << 20}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -30,7 +30,7 @@ func TestCreateWriteReadInterop(t *testing.T) {
 			img := mustOpen(t, path, OpenOptions{})
 			ref := make([]byte, tc.o.Size)
 			rng := rand.New(rand.NewSource(1))
-			for i := 0; i < 200; i++ {
+			for i := 0; i < 120; i++ {
 				n := rng.Intn(min(3*int(img.cs), 200000)) + 1
 				off := rng.Int63n(tc.o.Size - int64(n))
 				p := make([]byte, n)
@@ -71,7 +71,7 @@ func TestConcurrentUse(t *testing.T) {
 		go func(g int) {
 			rng := rand.New(rand.NewSource(int64(g)))
 			p := make([]byte, 8192)
-			for i := 0; i < 200; i++ {
+			for i := 0; i < 120; i++ {
 				// Each goroutine owns a 2 MiB quarter of the disk and checks its own data.
 				off := int64(g)<<21 + rng.Int63n(1<<21-8192)
 				for j := range p {
