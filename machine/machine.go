@@ -99,6 +99,9 @@ type Config struct {
 	// virtio-mmio slot, as on QEMU.
 	Blocks     *block.Graph
 	BlkDevices []*block.Backend
+	// BlkSerials are the devices' serial numbers (GET_ID), by index of
+	// BlkDevices; missing ones are empty, as QEMU's default.
+	BlkSerials []string
 	// NoShutdown: a guest poweroff leaves the VM in "shutdown" (paused)
 	// instead of finishing. NoReboot: a reset request shuts down instead.
 	NoShutdown, NoReboot bool
@@ -286,7 +289,11 @@ func New(cfg Config) (*Machine, error) {
 		var dev virtio.Device
 		// The first device goes to the highest slot.
 		if j := VirtioSlots - 1 - i; j < len(cfg.BlkDevices) {
-			dev = virtio.NewBlk(cfg.BlkDevices[j], "")
+			serial := ""
+			if j < len(cfg.BlkSerials) {
+				serial = cfg.BlkSerials[j]
+			}
+			dev = virtio.NewBlk(cfg.BlkDevices[j], serial)
 		}
 		m.slots[i] = virtio.NewTransport(dev, virtio.Deps{
 			Name: fmt.Sprintf("virtio-mmio@%#x", VirtioSlotBase(i)),

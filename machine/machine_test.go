@@ -2,8 +2,8 @@ package machine
 
 import (
 	"bytes"
-	"fmt"
 	"encoding/binary"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"

@@ -68,7 +68,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 
 	g := block.NewGraph()
 	defer g.Close()
-	backends, err := attachDisks(g, opts)
+	backends, serials, err := attachDisks(g, opts)
 	if err != nil {
 		return fail(err)
 	}
@@ -85,7 +85,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	m, err := machine.New(machine.Config{
 		RAMSize: opts.RAMSize, Harts: opts.SMP, Firmware: firmware, Kernel: kernel, Append: opts.Append, Initrd: initrd,
 		Serial: serial.out, SerialIn: serial.in,
-		Blocks: g, BlkDevices: backends,
+		Blocks: g, BlkDevices: backends, BlkSerials: serials,
 		NoShutdown: opts.NoShutdown, NoReboot: opts.NoReboot,
 		StartPaused: true, Name: opts.Name,
 	})
@@ -166,11 +166,12 @@ func loadFirmware(name string) ([]byte, error) {
 }
 
 // attachDisks opens -blockdev and -drive nodes and returns the backends of
-// the virtio-blk devices in slot order (first device = highest slot).
-func attachDisks(g *block.Graph, opts *cmdline.Options) ([]*block.Backend, error) {
+// the virtio-blk devices in slot order (first device = highest slot) with
+// their serial numbers.
+func attachDisks(g *block.Graph, opts *cmdline.Options) ([]*block.Backend, []string, error) {
 	for _, b := range opts.Blockdevs {
 		if _, err := g.Add(b.Options); err != nil {
-			return nil, fmt.Errorf("-blockdev %s: %v", b.Arg, err)
+			return nil, nil, fmt.Errorf("-blockdev %s: %v", b.Arg, err)
 		}
 	}
 	drives := map[string]*block.Backend{}
@@ -178,7 +179,7 @@ func attachDisks(g *block.Graph, opts *cmdline.Options) ([]*block.Backend, error
 	for _, d := range opts.Drives {
 		be, err := openDrive(g, d)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		drives[d.ID] = be
 		if d.If == "virtio" {
@@ -187,21 +188,22 @@ func attachDisks(g *block.Graph, opts *cmdline.Options) ([]*block.Backend, error
 	}
 	used := map[*block.Backend]bool{}
 	var out []*block.Backend
+	var serials []string
 	anon := 0
 	for _, dev := range opts.Devices {
 		be := drives[dev.Drive]
 		if be == nil {
 			n, ok := g.Node(dev.Drive)
 			if !ok {
-				return nil, fmt.Errorf("-device %s: Property 'virtio-blk-device.drive' can't find value '%s'", dev.Arg, dev.Drive)
+				return nil, nil, fmt.Errorf("-device %s: Property 'virtio-blk-device.drive' can't find value '%s'", dev.Arg, dev.Drive)
 			}
 			var err error
 			if be, err = g.NewBackend("", n); err != nil {
-				return nil, fmt.Errorf("-device %s: %v", dev.Arg, err)
+				return nil, nil, fmt.Errorf("-device %s: %v", dev.Arg, err)
 			}
 		}
 		if used[be] {
-			return nil, fmt.Errorf("-device %s: Property 'virtio-blk-device.drive' can't take value '%s': Drive is already in use", dev.Arg, dev.Drive)
+			return nil, nil, fmt.Errorf("-device %s: Property 'virtio-blk-device.drive' can't take value '%s': Drive is already in use", dev.Arg, dev.Drive)
 		}
 		used[be] = true
 		qdev := dev.ID
@@ -211,6 +213,7 @@ func attachDisks(g *block.Graph, opts *cmdline.Options) ([]*block.Backend, error
 		}
 		be.SetQdev(qdev)
 		out = append(out, be)
+		serials = append(serials, dev.Serial)
 	}
 	// Drives with if=virtio get their device after the -device ones, as
 	// QEMU creates them later.
@@ -218,8 +221,9 @@ func attachDisks(g *block.Graph, opts *cmdline.Options) ([]*block.Backend, error
 		be.SetQdev(fmt.Sprintf("/machine/peripheral-anon/device[%d]", anon))
 		anon++
 		out = append(out, be)
+		serials = append(serials, "")
 	}
-	return out, nil
+	return out, serials, nil
 }
 
 // openDrive creates a -drive's nodes (protocol file + format) and its
