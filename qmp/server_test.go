@@ -236,15 +236,19 @@ func TestLimits(t *testing.T) {
 	c.send(ok)
 	c.expect(`{"error": {"class": "GenericError", "desc": "QMP input must be a JSON object"}}`)
 
-	// Token count: one huge array, answered once, then the stream works again.
+	// Token count: an array sized so that the limit is crossed by its closing bracket;
+	// the two closing braces left over are stray (as in QEMU, the stream restarts right
+	// after the refused token).
 	var sb strings.Builder
-	sb.WriteString(`{"execute": "test-fail", "arguments": {"x": [`)
-	for i := 0; i < MaxTokenCount/2+10; i++ {
+	sb.WriteString(`{"execute": "test-fail", "arguments": {"x": [`) // 11 tokens
+	for i := 0; i < (MaxTokenCount-12)/2; i++ {
 		sb.WriteString("1,")
 	}
 	sb.WriteString("1]}}")
 	go c.send(sb.String())
 	c.expect(`{"error": {"class": "GenericError", "desc": "JSON token count limit exceeded"}}`)
+	c.expect(`{"error": {"class": "GenericError", "desc": "JSON parse error, expecting value"}}`)
+	c.expect(`{"error": {"class": "GenericError", "desc": "JSON parse error, expecting value"}}`)
 	drainUntilSync(t, c)
 
 	// Token size: one string longer than the limit.
