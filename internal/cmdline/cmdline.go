@@ -622,12 +622,14 @@ func (o *Options) finish() error {
 func (o *Options) HasFirmware() bool { return o.BIOS != "" && o.BIOS != "none" }
 
 // SerialBackend is the backend of UART0: the first -serial, or the
-// default (stdio, or none with -nodefaults).
+// default: none with -nodefaults (even with -nographic, as QEMU), stdio
+// otherwise (QEMU's default without -nographic is a graphical console,
+// which snapvm does not have).
 func (o *Options) SerialBackend() Serial {
 	if len(o.Serials) > 0 {
 		return o.Serials[0]
 	}
-	if o.NoDefaults && !o.NoGraphic {
+	if o.NoDefaults {
 		return Serial{Kind: "none"}
 	}
 	return Serial{Kind: "stdio"}

@@ -81,6 +81,20 @@ func TestNoArguments(t *testing.T) {
 	}
 }
 
+func TestDefaultSerial(t *testing.T) {
+	for args, want := range map[string]string{
+		"-kernel k":                          "stdio",
+		"-kernel k -nographic":               "stdio",
+		"-kernel k -nodefaults -nographic":   "none",
+		"-kernel k -nodefaults -serial null": "null",
+	} {
+		o, err := Parse(strings.Fields(args))
+		if err != nil || o.SerialBackend().Kind != want {
+			t.Errorf("%s: serial %+v (%v), want %s", args, o.SerialBackend(), err, want)
+		}
+	}
+}
+
 func TestSerialBackends(t *testing.T) {
 	for in, want := range map[string]Serial{
 		"stdio":                          {Kind: "stdio"},
