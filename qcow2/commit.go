@@ -2,7 +2,6 @@ package qcow2
 
 import (
 	"encoding/binary"
-	"fmt"
 	"sort"
 )
 
@@ -129,7 +128,7 @@ func (x *txn) final(c int64) (uint64, error) {
 	case d < 0 && rc < uint64(-d):
 		return 0, formatErr(c<<x.img.clusterBits, "refcount of cluster %d would drop below zero", c)
 	case d > 0 && refcountMax(x.img.refBits)-rc < uint64(d):
-		return 0, fmt.Errorf("%w: refcount of cluster %d would exceed %d bits", ErrUnsupported, c, x.img.refBits)
+		return 0, unsupported("refcount of cluster %d would exceed %d bits", c, x.img.refBits)
 	}
 	return uint64(int64(rc) + d), nil
 }
@@ -157,7 +156,7 @@ func (x *txn) alloc(n int64) (int64, error) {
 		}
 	}
 	if uint64(start+n)<<img.clusterBits > maxClusterOffset {
-		return 0, fmt.Errorf("%w: image file would exceed the maximum cluster offset", ErrUnsupported)
+		return 0, unsupported("image file would exceed the maximum cluster offset")
 	}
 	for c := start; c < start+n; c++ {
 		x.add(c, 1)
@@ -277,7 +276,7 @@ func (img *Image) switchTrees(ts *treeSwitch) error {
 	}
 	snapBuf := encodeSnapshots(ts.snaps)
 	if len(snapBuf) > maxSnapshotsSize {
-		return fmt.Errorf("%w: snapshot table would exceed %d bytes (File too large)", ErrUnsupported, maxSnapshotsSize)
+		return unsupported("snapshot table would exceed %d bytes (File too large)", maxSnapshotsSize)
 	}
 	var snapOff int64
 	if len(snapBuf) > 0 {
@@ -445,7 +444,7 @@ func (img *Image) planRefcounts(x *txn) (map[int64]int64, int64, int64, error) {
 		}
 		need = (need + perCluster - 1) / perCluster * perCluster
 		if need*8 > maxRefTableSize {
-			return nil, 0, 0, fmt.Errorf("%w: Reference count table too large", ErrUnsupported)
+			return nil, 0, 0, unsupported("Reference count table too large")
 		}
 		if rtEntries < need {
 			if rtEntries > 0 {

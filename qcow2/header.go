@@ -119,7 +119,7 @@ func parseHeader(buf []byte, readOnly bool) (*Header, error) {
 		return nil, unsupported("Unsupported qcow2 feature(s): %s", h.featureNames(unknown))
 	}
 	if h.IncompatibleFeatures&incompatCorrupt != 0 && !readOnly {
-		return nil, fmt.Errorf("%w: qcow2: Image is corrupt; cannot be opened read/write", ErrCorrupt)
+		return nil, formatErr(hdrOffIncompatible, "qcow2: Image is corrupt; cannot be opened read/write")
 	}
 	if h.IncompatibleFeatures&incompatDirty != 0 && !readOnly {
 		return nil, unsupported("image is marked dirty (lazy refcounts); repair it with qemu-img check -r all")

@@ -391,7 +391,7 @@ func (img *Image) setSize(size uint64) error {
 	h.Size = size
 	need := h.l1VMStateIndex()
 	if need > maxL1Size/8 {
-		return fmt.Errorf("%w: qcow2: image size too large for the L1 table", ErrUnsupported)
+		return unsupported("image size too large for the L1 table")
 	}
 	if int(need) > len(img.l1) {
 		if err := img.growL1(int(need), true); err != nil {

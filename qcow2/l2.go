@@ -2,7 +2,6 @@ package qcow2
 
 import (
 	"encoding/binary"
-	"fmt"
 )
 
 // Cluster mapping ("== Cluster mapping ==" in qcow2.txt): guest cluster -> L1 entry -> L2
@@ -181,7 +180,7 @@ func (img *Image) growL1(minSize int, exact bool) error {
 	}
 	if int64(size)*8 > maxL1Size {
 		if int64(minSize)*8 > maxL1Size {
-			return fmt.Errorf("%w: Active L1 table too large", ErrUnsupported)
+			return unsupported("Active L1 table too large")
 		}
 		size = maxL1Size / 8
 	}

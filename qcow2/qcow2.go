@@ -26,6 +26,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 )
 
 var (
@@ -55,8 +56,33 @@ func formatErr(off int64, format string, args ...any) error {
 	return &FormatError{Off: off, Msg: fmt.Sprintf(format, args...)}
 }
 
+// unsupportedError is a valid image (or request) using something this package does not
+// implement; it matches ErrUnsupported with errors.Is.
+type unsupportedError struct{ msg string }
+
+func (e *unsupportedError) Error() string        { return "qcow2: " + e.msg }
+func (e *unsupportedError) Is(target error) bool { return target == ErrUnsupported }
+
 func unsupported(format string, args ...any) error {
-	return fmt.Errorf("%w: "+format, append([]any{ErrUnsupported}, args...)...)
+	return &unsupportedError{msg: fmt.Sprintf(format, args...)}
+}
+
+// Message returns the text QEMU prints for an error from this package, without prefix or
+// offset (for "Could not open '<file>': <message>" style output).
+func Message(err error) string {
+	var fe *FormatError
+	var ue *unsupportedError
+	switch {
+	case errors.As(err, &fe):
+		return fe.Msg
+	case errors.As(err, &ue):
+		return ue.msg
+	case errors.Is(err, ErrNotQcow2):
+		return "Image is not in qcow2 format"
+	case err == nil:
+		return ""
+	}
+	return strings.TrimPrefix(err.Error(), "qcow2: ")
 }
 
 // Probe reports whether r starts with the qcow2 magic "QFI\xfb".

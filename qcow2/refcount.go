@@ -25,7 +25,6 @@ package qcow2
 
 import (
 	"encoding/binary"
-	"fmt"
 	"math"
 )
 
@@ -160,7 +159,7 @@ func (img *Image) addRef(c int64, delta int64) error {
 	case delta < 0 && v < uint64(-delta):
 		return formatErr(c<<img.clusterBits, "refcount of cluster %d would drop below zero", c)
 	case delta > 0 && refcountMax(img.refBits)-v < uint64(delta):
-		return fmt.Errorf("%w: refcount of cluster %d would exceed %d bits", ErrUnsupported, c, img.refBits)
+		return unsupported("refcount of cluster %d would exceed %d bits", c, img.refBits)
 	}
 	nv := uint64(int64(v) + delta)
 	setRefEntry(t.buf, i, img.refBits, nv)
@@ -221,7 +220,7 @@ func (img *Image) allocClusters(n int64) (int64, error) {
 			return 0, err
 		}
 		if uint64(c+n)<<img.clusterBits > maxClusterOffset {
-			return 0, fmt.Errorf("%w: image file would exceed the maximum cluster offset", ErrUnsupported)
+			return 0, unsupported("image file would exceed the maximum cluster offset")
 		}
 		missing := int64(-1)
 		for ti := c >> img.rbBits; ti <= (c+n-1)>>img.rbBits; ti++ {
@@ -278,7 +277,7 @@ func (img *Image) ensureRefblock(ti int64) error {
 		blockOff := p << img.clusterBits
 		img.scanLimit = max(img.scanLimit, p+1)
 		if uint64(blockOff) > maxClusterOffset {
-			return fmt.Errorf("%w: image file would exceed the maximum cluster offset", ErrUnsupported)
+			return unsupported("image file would exceed the maximum cluster offset")
 		}
 		if tp != ti {
 			if err := img.addRef(p, 1); err != nil {
@@ -325,7 +324,7 @@ func (img *Image) growReftable(minEntries int64) error {
 	for {
 		tableClusters = (entries + perCluster - 1) / perCluster
 		if tableClusters*img.cs > maxRefTableSize {
-			return fmt.Errorf("%w: Reference count table too large", ErrUnsupported)
+			return unsupported("Reference count table too large")
 		}
 		var err error
 		if start, err = img.findFreeRun(tableClusters + k); err != nil {

@@ -267,7 +267,7 @@ func (img *Image) snapshotSwitch(release []tree, snaps []snapshot, vmStateSize u
 // newSnapshot builds the entry for a snapshot of the current active tree.
 func (img *Image) newSnapshot(s SnapshotInfo) (snapshot, error) {
 	if len(img.snaps) >= maxSnapshots {
-		return snapshot{}, fmt.Errorf("%w: too many snapshots (File too large)", ErrUnsupported)
+		return snapshot{}, unsupported("too many snapshots (File too large)")
 	}
 	if img.refBits < 2 {
 		return snapshot{}, unsupported("internal snapshots need refcount_bits >= 2")
