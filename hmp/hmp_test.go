@@ -50,6 +50,11 @@ func TestExecute(t *testing.T) {
 
 func TestDefaultFallback(t *testing.T) {
 	Register("zz-global-test", "-- from Default", func(ctx context.Context, args string) (string, error) { return "global\n", nil })
+	t.Cleanup(func() {
+		Default.mu.Lock()
+		delete(Default.cmds, "zz-global-test")
+		Default.mu.Unlock()
+	})
 	c := New()
 	if got := c.Execute(context.Background(), "zz-global-test"); got != "global\r\n" {
 		t.Fatalf("got %q", got)
