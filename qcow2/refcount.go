@@ -25,6 +25,8 @@ package qcow2
 
 import (
 	"encoding/binary"
+	"errors"
+	"io"
 	"math"
 )
 
@@ -117,7 +119,7 @@ func (img *Image) readFull(p []byte, off int64) error {
 	if n < len(p) {
 		clear(p[n:])
 	}
-	if err != nil && err.Error() != "EOF" {
+	if err != nil && !errors.Is(err, io.EOF) {
 		return err
 	}
 	return nil

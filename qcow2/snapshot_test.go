@@ -139,3 +139,43 @@ func TestSnapshotView(t *testing.T) {
 		t.Fatal("snapshot view differs from qemu-img convert -l")
 	}
 }
+
+// TestLargeVMState: a vm state above 4 GiB is stored in vm_state_size_large only (the
+// 32-bit field is 0), and qemu-img lists its size.
+func TestLargeVMState(t *testing.T) {
+	path := tempPath(t, "big.qcow2")
+	if err := Create(path, CreateOptions{Size: 1 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	img := mustOpen(t, path, OpenOptions{})
+	const size = 5<<30 + 1
+	if err := img.WriteVMState([]byte{0x42}, size-1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := img.CreateSnapshot(SnapshotInfo{Name: "big", VMStateSize: size, ICount: math.MaxUint64}); err != nil {
+		t.Fatal(err)
+	}
+	view, err := img.OpenSnapshot("big")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, 2)
+	if err := view.ReadVMState(b, size-2); err != nil || b[0] != 0 || b[1] != 0x42 {
+		t.Fatalf("%v %x", err, b)
+	}
+	ext, err := view.MapVMState(0, size)
+	if err != nil || len(ext) != 2 || ext[1].Off != size-1-(size-1)%65536 || !ext[1].Allocated {
+		t.Fatalf("%+v %v", ext, err)
+	}
+	img.Close()
+	qemuImgCheck(t, path, false)
+	out, _ := run(t, nil, "qemu-img", "snapshot", "-l", path)
+	if !strings.Contains(out, "5 GiB") {
+		t.Fatalf("qemu-img snapshot -l:\n%s", out)
+	}
+	img = mustOpen(t, path, OpenOptions{ReadOnly: true})
+	defer img.Close()
+	if s := img.Snapshots(); s[0].VMStateSize != size {
+		t.Fatalf("%+v", s)
+	}
+}
