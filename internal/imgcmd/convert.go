@@ -5,7 +5,6 @@ import (
 	"io"
 
 	"github.com/snapvm/snapvm/block"
-	"github.com/snapvm/snapvm/qcow2"
 )
 
 // convertChunk is how much convert reads at a time; zeroBlock is the
@@ -137,40 +136,97 @@ func runConvert(e *env, args []string) error {
 	return nil
 }
 
+// convertReaders is how many chunks are read at once (qemu-img convert's
+// default -m 8); writes stay in order so the target is laid out sequentially.
+const convertReaders = 8
+
+// copyChunk is one piece of the copy, read by a worker and written in order.
+type copyChunk struct {
+	off, n int64
+	skip   bool // known to read as zeros: nothing to write
+	buf    []byte
+	err    error
+	done   chan struct{}
+}
+
 // copyImage copies size bytes from src to dst, skipping ranges the source
 // knows to be zero and, when dst starts out zeroed, blocks that read as
-// zeros (so the target stays sparse).
+// zeros (so the target stays sparse). Reads run in parallel; writes go out
+// in order.
 func copyImage(src, dst *block.Node, size int64, dstZeroed bool, p *progress) error {
-	buf := make([]byte, convertChunk)
-	var extents []qcow2.Extent
-	img := src.Qcow2()
-	for off := int64(0); off < size; {
-		n := min(int64(convertChunk), size-off)
-		if img != nil && dstZeroed {
-			// Skip whole extents known to read as zeros.
-			var err error
-			extents, err = img.Map(off, n)
-			if err == nil && len(extents) > 0 && extents[0].Zero && extents[0].Off == off {
-				skip := min(extents[0].Len, size-off)
-				if skip > 0 {
-					off += skip
-					p.print(off)
-					continue
+	pool := make(chan []byte, convertReaders+2)
+	for i := 0; i < cap(pool); i++ {
+		pool <- make([]byte, convertChunk)
+	}
+	jobs := make(chan *copyChunk, convertReaders)
+	ordered := make(chan *copyChunk, convertReaders)
+	stop := make(chan struct{})
+	defer close(stop)
+
+	// Readers.
+	for i := 0; i < convertReaders; i++ {
+		go func() {
+			for c := range jobs {
+				if _, err := src.ReadAt(c.buf[:c.n], c.off); err != nil {
+					c.err = fmt.Errorf("%d: read: %v", c.off, err)
+				}
+				close(c.done)
+			}
+		}()
+	}
+	// Planner: cuts the image into chunks at allocation-status changes.
+	go func() {
+		defer close(ordered)
+		defer close(jobs)
+		img := src.Qcow2()
+		for off := int64(0); off < size; {
+			n := min(int64(convertChunk), size-off)
+			c := &copyChunk{off: off, done: make(chan struct{})}
+			if img != nil && dstZeroed {
+				extents, err := img.Map(off, n)
+				if err == nil && len(extents) > 0 && extents[0].Off == off {
+					if extents[0].Zero && extents[0].Len > 0 {
+						c.n, c.skip = min(extents[0].Len, size-off), true
+						close(c.done)
+						select {
+						case ordered <- c:
+						case <-stop:
+							return
+						}
+						off += c.n
+						continue
+					}
+					n = min(n, extents[0].Len) // stop at the next status change
 				}
 			}
-			if err == nil && len(extents) > 0 && extents[0].Off == off && extents[0].Len < n {
-				n = extents[0].Len // stop at the next status change
+			c.n = n
+			select {
+			case c.buf = <-pool:
+			case <-stop:
+				return
 			}
+			select {
+			case ordered <- c:
+			case <-stop:
+				return
+			}
+			jobs <- c
+			off += n
 		}
-		b := buf[:n]
-		if _, err := src.ReadAt(b, off); err != nil {
-			return fmt.Errorf("%d: read: %v", off, err)
+	}()
+	// Writer (this goroutine), in order.
+	for c := range ordered {
+		<-c.done
+		if c.err != nil {
+			return c.err
 		}
-		if err := writeNonZero(dst, b, off, dstZeroed); err != nil {
-			return err
+		if !c.skip {
+			if err := writeNonZero(dst, c.buf[:c.n], c.off, dstZeroed); err != nil {
+				return err
+			}
+			pool <- c.buf
 		}
-		off += n
-		p.print(off)
+		p.print(c.off + c.n)
 	}
 	return nil
 }
