@@ -29,11 +29,20 @@ func (r *recFile) WriteAt(p []byte, off int64) (int, error) {
 // allocating writes, COW, snapshot create/apply/delete/replace, vm state writes, refcount
 // table growth and L1 growth, and checks every resulting image.
 func TestCrashConsistency(t *testing.T) {
-	dir := t.TempDir()
-	path := dir + "/crash.qcow2"
 	// 512-byte clusters with 64-bit refcounts: a refcount block covers only 64 clusters, so
 	// the refcount table grows and moves several times.
-	if err := Create(path, CreateOptions{Size: 1 << 20, ClusterSize: 512, RefcountBits: 64}); err != nil {
+	t.Run("v3-512-rc64", func(t *testing.T) {
+		crashConsistency(t, CreateOptions{Size: 1 << 20, ClusterSize: 512, RefcountBits: 64}, 70)
+	})
+	t.Run("v2-4k", func(t *testing.T) {
+		crashConsistency(t, CreateOptions{Size: 1 << 20, ClusterSize: 4096, Compat: "0.10"}, 40)
+	})
+}
+
+func crashConsistency(t *testing.T, o CreateOptions, steps int) {
+	dir := t.TempDir()
+	path := dir + "/crash.qcow2"
+	if err := Create(path, o); err != nil {
 		t.Fatal(err)
 	}
 	initial := readFileT(t, path)
@@ -54,8 +63,8 @@ func TestCrashConsistency(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for step := 0; step < 60; step++ {
-		switch rng.Intn(10) {
+	for step := 0; step < steps; step++ {
+		switch rng.Intn(11) {
 		case 0:
 			vm := bytes.Repeat([]byte{0x5a}, rng.Intn(4000)+1)
 			if err := img.WriteVMState(vm, 0); err != nil {
@@ -89,6 +98,11 @@ func TestCrashConsistency(t *testing.T) {
 		case 5:
 			off := rng.Int63n(img.Size()-8192) &^ 511
 			if err := img.Discard(off, 8192); err != nil {
+				t.Fatal(err)
+			}
+		case 6:
+			off := rng.Int63n(img.Size() - 8192)
+			if err := img.WriteZeroes(off, rng.Int63n(8192), rng.Intn(2) == 0); err != nil {
 				t.Fatal(err)
 			}
 		default:
