@@ -222,6 +222,13 @@ func New(cfg Config) (*Machine, error) {
 	ts.c = m.clint
 	m.plic = plic.New(plicHarts)
 	m.uart = uart.New(cfg.Serial, m.plic.Line(UARTIRQ))
+	m.uart.SetClock(m.clock, func() {
+		// A new FIFO timeout: harts sleeping in WFI recompute their
+		// deadline.
+		for _, h := range m.harts {
+			h.Kick()
+		}
+	})
 	m.uart.HoldInput(true)
 	base := cfg.RTCBase
 	if base.IsZero() {

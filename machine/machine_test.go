@@ -475,3 +475,30 @@ func TestFirmwareAndKernelPlacement(t *testing.T) {
 		t.Fatal("kernel overlapping the firmware accepted")
 	}
 }
+
+// echoGuest polls the UART and echoes every byte until it reads 'q'.
+func echoGuest() []byte {
+	beq := func(rs1, rs2 uint32, off int32) uint32 {
+		u := uint32(off)
+		return (u>>12&1)<<31 | (u>>5&0x3f)<<25 | rs2<<20 | rs1<<15 | (u>>1&0xf)<<8 | (u>>11&1)<<7 | 0x63
+	}
+	return program(
+		lui(t0, 0x10000),                                     // 0: UART
+		itype(0x03, t1, 4, t0, 5), itype(0x13, t1, 7, t1, 1), // 4, 8: t1 = LSR & DR
+		beq(t1, zero, -8),         // 12
+		itype(0x03, t2, 4, t0, 0), // 16: t2 = RBR
+		sb(t2, t0, 0),             // 20: echo
+		addi(t1, zero, 'q'),       // 24
+		beq(t2, t1, 8),            // 28
+		jal(zero, -28),            // 32: back to 4
+		poweroff(0x5555),
+	)
+}
+
+func TestSerialInput(t *testing.T) {
+	m, out, _ := boot(t, Config{Kernel: echoGuest(), SerialIn: strings.NewReader("typed text, then q and more")})
+	waitDone(t, m)
+	if out.String() != "typed text, then q" {
+		t.Fatalf("echo %q", out.String())
+	}
+}

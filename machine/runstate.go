@@ -382,8 +382,10 @@ func (m *Machine) runHart(i int) {
 // deadline in clock nanoseconds, or -1.
 func (m *Machine) pollTimers() int64 {
 	next := m.clint.Poll()
-	if r := m.rtc.Poll(); r >= 0 && (next < 0 || r < next) {
-		next = r
+	for _, r := range []int64{m.rtc.Poll(), m.uart.Poll()} {
+		if r >= 0 && (next < 0 || r < next) {
+			next = r
+		}
 	}
 	return next
 }

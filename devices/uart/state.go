@@ -16,6 +16,8 @@ type State struct {
 	THRPending         bool
 	RX                 []byte
 	IRQ                bool
+	TimeoutPending     bool  // character timeout reported (CTI)
+	TimeoutAt          int64 // virtual-clock ns of the armed FIFO timeout, 0 = none
 }
 
 // Save captures the state.
@@ -26,6 +28,7 @@ func (d *Device) Save() State {
 		Divider: d.divider, IER: d.ier, IIR: d.iir, LCR: d.lcr, MCR: d.mcr,
 		LSR: d.lsr, MSR: d.msr, SCR: d.scr, FCR: d.fcr,
 		THRPending: d.thrPending, RX: append([]byte(nil), d.rx...), IRQ: d.lastIRQ,
+		TimeoutPending: d.timeoutPending, TimeoutAt: d.timeoutAt,
 	}
 }
 
@@ -40,6 +43,9 @@ func (d *Device) Restore(st State) error {
 	if (len(st.RX) > 0) != (st.LSR&lsrDR != 0) {
 		return fmt.Errorf("uart: LSR.DR %#x disagrees with %d received bytes", st.LSR, len(st.RX))
 	}
+	if st.TimeoutAt < 0 {
+		return fmt.Errorf("uart: negative timeout deadline %d", st.TimeoutAt)
+	}
 	if st.IER > 0x0f || st.MCR > 0x1f || st.FCR&^0xc9 != 0 {
 		return fmt.Errorf("uart: register value out of range (IER %#x MCR %#x FCR %#x)", st.IER, st.MCR, st.FCR)
 	}
@@ -48,6 +54,7 @@ func (d *Device) Restore(st State) error {
 	d.regs = regs{
 		divider: st.Divider, ier: st.IER, iir: st.IIR, lcr: st.LCR, mcr: st.MCR,
 		lsr: st.LSR, msr: st.MSR, scr: st.SCR, fcr: st.FCR, thrPending: st.THRPending,
+		timeoutPending: st.TimeoutPending, timeoutAt: st.TimeoutAt,
 	}
 	d.rx = append(d.rx[:0], st.RX...)
 	d.updateLocked()
@@ -58,7 +65,8 @@ func (d *Device) Restore(st State) error {
 func (d *Device) SectionName() string { return "uart0" }
 
 // SectionVersion implements vmstate.Section.
-func (d *Device) SectionVersion() uint32 { return 1 }
+// Version 2 added the FIFO character timeout.
+func (d *Device) SectionVersion() uint32 { return 2 }
 
 // SaveSection implements vmstate.Section.
 func (d *Device) SaveSection(e *vmstate.Encoder) {
@@ -70,11 +78,13 @@ func (d *Device) SaveSection(e *vmstate.Encoder) {
 	e.Bool(st.THRPending)
 	e.Blob(st.RX)
 	e.Bool(st.IRQ)
+	e.Bool(st.TimeoutPending)
+	e.I64(st.TimeoutAt)
 }
 
 // LoadSection implements vmstate.Section.
 func (d *Device) LoadSection(dec *vmstate.Decoder, version uint32) error {
-	if version != 1 {
+	if version != 1 && version != 2 {
 		return fmt.Errorf("uart: unsupported state version %d", version)
 	}
 	var st State
@@ -85,6 +95,10 @@ func (d *Device) LoadSection(dec *vmstate.Decoder, version uint32) error {
 	st.THRPending = dec.Bool()
 	st.RX = append([]byte(nil), dec.Blob(FIFOSize)...)
 	st.IRQ = dec.Bool()
+	if version >= 2 {
+		st.TimeoutPending = dec.Bool()
+		st.TimeoutAt = dec.I64()
+	}
 	if err := dec.Err(); err != nil {
 		return fmt.Errorf("uart: %w", err)
 	}

@@ -7,6 +7,8 @@ package uart
 import (
 	"io"
 	"sync"
+
+	"github.com/snapvm/snapvm/vclock"
 )
 
 // Size is the decoded region (reg-shift 0: eight byte-wide registers).
@@ -65,6 +67,11 @@ const (
 type Device struct {
 	out io.Writer
 	irq func(level bool)
+	// clock times the receive FIFO's character timeout; without one the
+	// timeout is reported at once. wake tells the run loop a new deadline
+	// exists.
+	clock *vclock.Clock
+	wake  func()
 
 	mu        sync.Mutex
 	cond      *sync.Cond // signalled when the guest frees FIFO space or on close
@@ -77,12 +84,14 @@ type Device struct {
 }
 
 type regs struct {
-	divider    uint16
-	ier, iir   uint8
-	lcr, mcr   uint8
-	lsr, msr   uint8
-	scr, fcr   uint8
-	thrPending bool // QEMU's thr_ipending
+	divider        uint16
+	ier, iir       uint8
+	lcr, mcr       uint8
+	lsr, msr       uint8
+	scr, fcr       uint8
+	thrPending     bool  // QEMU's thr_ipending
+	timeoutPending bool  // QEMU's timeout_ipending: character timeout (CTI)
+	timeoutAt      int64 // virtual-clock time the FIFO timeout fires; 0 = not armed
 }
 
 // New creates a UART writing to out (nil discards) and signalling irq.
@@ -97,6 +106,70 @@ func New(out io.Writer, irq func(level bool)) *Device {
 	d.cond = sync.NewCond(&d.mu)
 	d.Reset()
 	return d
+}
+
+// baudBase is the virt board's UART input clock divided by 16 (QEMU passes
+// 399193 to serial_mm_init).
+const baudBase = 399193
+
+// SetClock makes the FIFO character timeout follow clock: four character
+// times after the last received byte (or RBR read) with bytes below the
+// trigger level, as QEMU does. wake is called when a timeout is armed so
+// the run loop can include it in its next sleep.
+func (d *Device) SetClock(clock *vclock.Clock, wake func()) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.clock, d.wake = clock, wake
+}
+
+// charTime is the time one character takes on the line, in ns, from the
+// divisor and LCR (QEMU's serial_update_parameters; 9600 8N1 before the
+// guest programs a valid divisor).
+func (d *Device) charTime() int64 {
+	if d.divider == 0 || uint32(d.divider) > baudBase {
+		return 1_000_000_000 / 9600 * 10
+	}
+	frame := int64(1 + 5 + d.lcr&3) // start + data bits
+	if d.lcr&0x08 != 0 {
+		frame++ // parity
+	}
+	if d.lcr&0x04 != 0 {
+		frame += 2
+	} else {
+		frame++
+	}
+	return 1_000_000_000 / int64(baudBase/uint32(d.divider)) * frame
+}
+
+// armTimeoutLocked (re)starts the FIFO timeout.
+func (d *Device) armTimeoutLocked() {
+	if d.clock == nil {
+		d.timeoutPending = true // no clock: report at once
+		return
+	}
+	d.timeoutAt = d.clock.Nanoseconds() + 4*d.charTime()
+	if d.wake != nil {
+		d.wake()
+	}
+}
+
+// Poll fires a due FIFO timeout and returns the clock time of the armed
+// one, or -1.
+func (d *Device) Poll() int64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.timeoutAt == 0 || d.clock == nil {
+		return -1
+	}
+	if d.clock.Nanoseconds() < d.timeoutAt {
+		return d.timeoutAt
+	}
+	d.timeoutAt = 0
+	if len(d.rx) > 0 && d.fifoMode() {
+		d.timeoutPending = true
+		d.updateLocked()
+	}
+	return -1
 }
 
 // Reset restores the power-on register values and empties the FIFO.
@@ -116,17 +189,16 @@ func (d *Device) trigger() int {
 
 func (d *Device) fifoMode() bool { return d.fcr&fcrFE != 0 }
 
-// updateLocked recomputes IIR and signals the interrupt line. A received
-// byte below the FIFO trigger level is reported at once as a character
-// timeout rather than after four character times.
+// updateLocked recomputes IIR and signals the interrupt line, in QEMU's
+// priority order.
 func (d *Device) updateLocked() {
 	id := uint8(iirNone)
 	switch {
 	case d.ier&ierRLSI != 0 && d.lsr&lsrErr != 0:
 		id = iirRLSI
-	case d.ier&ierRDI != 0 && d.fifoMode() && len(d.rx) > 0 && len(d.rx) < d.trigger():
+	case d.ier&ierRDI != 0 && d.timeoutPending:
 		id = iirCTI
-	case d.ier&ierRDI != 0 && d.lsr&lsrDR != 0:
+	case d.ier&ierRDI != 0 && d.lsr&lsrDR != 0 && (!d.fifoMode() || len(d.rx) >= d.trigger()):
 		id = iirRDI
 	case d.ier&ierTHRI != 0 && d.thrPending:
 		id = iirTHRI
@@ -182,6 +254,9 @@ func (d *Device) acceptLocked() {
 		moved = true
 	}
 	if moved {
+		if d.fifoMode() {
+			d.armTimeoutLocked()
+		}
 		d.updateLocked()
 	}
 	if len(d.inq) == 0 {
@@ -265,6 +340,11 @@ func (d *Device) readLocked(off uint64) uint8 {
 		}
 		if len(d.rx) == 0 {
 			d.lsr &^= lsrDR | lsrBI
+		} else if d.fifoMode() {
+			d.armTimeoutLocked()
+		}
+		if d.fifoMode() {
+			d.timeoutPending = false
 		}
 		d.updateLocked()
 		d.acceptLocked()
@@ -333,6 +413,9 @@ func (d *Device) writeLocked(off uint64, v uint8) {
 		d.updateLocked()
 		if d.mcr&mcrLoop != 0 {
 			d.receiveLocked(v)
+			if d.fifoMode() {
+				d.armTimeoutLocked()
+			}
 		} else {
 			d.out.Write([]byte{v}) //nolint:errcheck // a failing console must not stop the guest
 		}
@@ -361,6 +444,7 @@ func (d *Device) writeLocked(off uint64, v uint8) {
 		if v&fcrRFR != 0 {
 			d.rx = d.rx[:0]
 			d.lsr &^= lsrDR | lsrBI
+			d.timeoutAt, d.timeoutPending = 0, false
 		}
 		if v&fcrXFR != 0 {
 			d.lsr |= lsrTHRE

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/snapvm/snapvm/vclock"
 	"github.com/snapvm/snapvm/vmstate"
 )
 
@@ -103,8 +104,10 @@ func TestReceiveFIFO(t *testing.T) {
 		t.Fatal("input of 20 bytes accepted into a 16-byte FIFO")
 	default:
 	}
-	if iir := rd(t, d, regIIR); iir&0x0f != iirRDI {
-		t.Fatalf("IIR %#x at full FIFO, want RDI", iir)
+	// Without a clock the character timeout is due at once, and it
+	// outranks RDI (TestCharacterTimeout covers the timed case).
+	if iir := rd(t, d, regIIR); iir&0x0f != iirCTI {
+		t.Fatalf("IIR %#x at full FIFO, want CTI", iir)
 	}
 	for i := 0; i < 20; i++ {
 		if rd(t, d, regRBR) != 'z' {
@@ -114,6 +117,39 @@ func TestReceiveFIFO(t *testing.T) {
 	<-done
 	if rd(t, d, regLSR)&lsrOE != 0 {
 		t.Fatal("overrun with back-pressure")
+	}
+}
+
+func TestCharacterTimeout(t *testing.T) {
+	d, _, l := newTest()
+	var clk vclock.Clock
+	wakes := 0
+	d.SetClock(&clk, func() { wakes++ })
+	d.Store(regLCR, 1, lcrDLAB)
+	d.Store(regRBR, 1, 1) // divisor 1: 399193 baud
+	d.Store(regLCR, 1, 0x03)
+	d.Store(regIIR, 1, 0x81) // FIFO, trigger 8
+	d.Store(regIER, 1, ierRDI)
+	d.Input([]byte("a"))
+	if l.level || wakes != 1 {
+		t.Fatalf("below the trigger level nothing is reported before the timeout (irq %v, wakes %d)", l.level, wakes)
+	}
+	due := d.Poll()
+	// 4 characters of 10 bits at 399193 baud.
+	if want := int64(4 * 10 * (1_000_000_000 / 399193)); due != want {
+		t.Fatalf("timeout at %d, want %d", due, want)
+	}
+	clk.Set(due)
+	if d.Poll() != -1 || !l.level || rd(t, d, regIIR) != iirFIFO|iirCTI {
+		t.Fatal("character timeout not reported")
+	}
+	if rd(t, d, regRBR) != 'a' || l.level {
+		t.Fatal("reading the byte clears the timeout")
+	}
+	// Reaching the trigger level reports RDI at once.
+	d.Input([]byte("12345678"))
+	if iir := rd(t, d, regIIR); iir != iirFIFO|iirRDI {
+		t.Fatalf("IIR %#x at the trigger level", iir)
 	}
 }
 
@@ -139,7 +175,7 @@ func TestStateRoundTrip(t *testing.T) {
 	d.SaveSection(&e)
 
 	d2, _, l2 := newTest()
-	if err := d2.LoadSection(vmstate.NewDecoder(e.Bytes()), 1); err != nil {
+	if err := d2.LoadSection(vmstate.NewDecoder(e.Bytes()), 2); err != nil {
 		t.Fatal(err)
 	}
 	if !l2.level || rd(t, d2, regSCR) != 0x5a || rd(t, d2, regRBR) != 'x' {
@@ -149,7 +185,7 @@ func TestStateRoundTrip(t *testing.T) {
 		t.Fatal("FCR")
 	}
 	for n := 0; n < len(e.Bytes()); n++ {
-		if err := d2.LoadSection(vmstate.NewDecoder(e.Bytes()[:n]), 1); err == nil {
+		if err := d2.LoadSection(vmstate.NewDecoder(e.Bytes()[:n]), 2); err == nil {
 			t.Fatalf("truncated state (%d bytes) accepted", n)
 		}
 	}
@@ -181,7 +217,7 @@ func FuzzRegisters(f *testing.F) {
 		var e vmstate.Encoder
 		d.SaveSection(&e)
 		d2, _, _ := newTest()
-		if err := d2.LoadSection(vmstate.NewDecoder(e.Bytes()), 1); err != nil {
+		if err := d2.LoadSection(vmstate.NewDecoder(e.Bytes()), 2); err != nil {
 			t.Fatalf("own state rejected: %v", err)
 		}
 	})
