@@ -64,6 +64,11 @@ func TestQcow2BackingChain(t *testing.T) {
 	if got := len(g.QueryNamedBlockNodes()); got != 4 {
 		t.Errorf("%d nodes, want 4 (top, its file, base, its file)", got)
 	}
+	for _, d := range g.QueryNamedBlockNodesFlat(true) {
+		if d.Image.BackingImage != nil {
+			t.Errorf("flat answer nests a backing image for %s", d.NodeName)
+		}
+	}
 	if err := n.Flush(); err != nil {
 		t.Fatal(err)
 	}

@@ -117,10 +117,20 @@ func (g *Graph) QueryBlock() []BlockInfo {
 // QueryNamedBlockNodes returns query-named-block-nodes' answer: every node,
 // newest first as QEMU lists them.
 func (g *Graph) QueryNamedBlockNodes() []BlockDeviceInfo {
+	return g.QueryNamedBlockNodesFlat(false)
+}
+
+// QueryNamedBlockNodesFlat is query-named-block-nodes with its "flat"
+// argument: when set, images do not nest their backing image's description.
+func (g *Graph) QueryNamedBlockNodesFlat(flat bool) []BlockDeviceInfo {
 	nodes := g.Nodes()
 	out := make([]BlockDeviceInfo, 0, len(nodes))
 	for i := len(nodes) - 1; i >= 0; i-- {
-		out = append(out, nodes[i].DeviceInfo())
+		d := nodes[i].DeviceInfo()
+		if flat {
+			d.Image.BackingImage = nil
+		}
+		out = append(out, d)
 	}
 	return out
 }
