@@ -7,6 +7,19 @@
 // between slices and sleeps in WFI until the next timer deadline or an
 // interrupt. Stop parks every hart at an instruction boundary, drains block
 // I/O and stops the virtual clock before it returns.
+//
+// Differences from QEMU 7.2's virt board, all deliberate:
+//   - The harts are RV64IMAC with Sv39: the device tree says
+//     "rv64imac_zicsr_zifencei" and "riscv,sv39".
+//   - PCIe, the CFI flash banks, fw_cfg, the platform bus and the PMU node
+//     are not modelled and not in the device tree. The PCIe windows read
+//     all-ones as an empty bus does (QEMU also has a host bridge at
+//     00:00.0); flash and fw_cfg accesses fault.
+//   - The goldfish RTC and the CLINT follow the VM's virtual clock, so both
+//     stand still while the VM is paused and continue from a snapshot
+//     (QEMU's RTC follows host time by default).
+//   - virtio-blk's geometry is always guessed from the disk size (QEMU
+//     first looks for an MBR partition table).
 package machine
 
 import (

@@ -2,6 +2,19 @@
 // qemu-system-riscv64's options (-M virt -bios none -kernel ... -m ...
 // -blockdev ... -drive ... -device virtio-blk-device,drive=... -qmp ...
 // -serial ... -S -nographic), and reports mistakes with QEMU's wording.
+//
+// Where snapvm's options deliberately differ from qemu-system-riscv64's:
+//   - No -M is -M virt (QEMU has no default machine); no -bios is -bios none
+//     (QEMU loads OpenSBI). -bios default finds QEMU's own OpenSBI.
+//   - -smp up to 8 harts, one socket; -cpu rv64 only.
+//   - -drive if=virtio (the default interface) makes a virtio-blk on a
+//     virtio-mmio slot (QEMU's virt makes virtio-blk-pci); a -drive without
+//     node-name gets the node name "drive-<id>" (QEMU: "#block<N>").
+//   - Without -serial and -nodefaults, UART0 is on stdio even without
+//     -nographic (QEMU would use a graphical console).
+//   - -monitor none only (use -qmp); -device virtio-blk-device only, with
+//     drive=, id= and serial=.
+//   - A bare image name (QEMU's implicit -hda) is refused.
 package cmdline
 
 import (
