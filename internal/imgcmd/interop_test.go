@@ -138,6 +138,20 @@ func TestSnapshotInterop(t *testing.T) {
 	if !strings.Contains(want, "by-qemu") || !strings.Contains(want, "by-snapvm") {
 		t.Fatalf("list lacks a snapshot:\n%s", want)
 	}
+	for _, args := range [][]string{{"info", "img.qcow2"}, {"info", "--output=json", "img.qcow2"}} {
+		if got, want := mustOurs(t, dir, args...), mustTool(t, dir, "qemu-img", args...); got != want {
+			t.Errorf("%v:\nqemu-img:\n%s\nours:\n%s", args, want, got)
+		}
+	}
+	var info struct {
+		Snapshots []struct {
+			DateNsec int64 `json:"date-nsec"`
+		} `json:"snapshots"`
+	}
+	json.Unmarshal([]byte(mustOurs(t, dir, "info", "--output=json", "img.qcow2")), &info)
+	if len(info.Snapshots) != 2 || info.Snapshots[1].DateNsec%1000 != 0 {
+		t.Errorf("snapshots %+v: want two, dates in whole microseconds as qemu-img writes them", info.Snapshots)
+	}
 	// Ours applies qemu-img's snapshot, qemu-img applies ours.
 	mustOurs(t, dir, "snapshot", "-a", "by-qemu", "img.qcow2")
 	mustTool(t, dir, "qemu-io", "-c", "read -P 0x11 0 1M", "img.qcow2")

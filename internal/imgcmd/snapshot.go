@@ -77,11 +77,12 @@ func runSnapshot(e *env, args []string) error {
 			return fail("Could not create snapshot '%s': -%d (%s)", name, int(syscall.ENOTSUP), errText(syscall.ENOTSUP))
 		}
 		now := time.Now()
-		// qemu-img writes the date and zero for the clock and icount.
+		// qemu-img writes the date (from gettimeofday: microseconds) and
+		// zero for the clock and icount.
 		_, err := img.CreateSnapshot(qcow2.SnapshotInfo{
 			Name:     name,
 			DateSec:  uint32(now.Unix()),
-			DateNsec: uint32(now.Nanosecond()),
+			DateNsec: uint32(now.Nanosecond() / 1000 * 1000),
 		})
 		if err != nil {
 			errno := errnoOf(err)
