@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/snapvm/snapvm/block"
 	"github.com/snapvm/snapvm/fdt"
 	"github.com/snapvm/snapvm/guests"
 )
@@ -500,5 +503,36 @@ func TestSerialInput(t *testing.T) {
 	waitDone(t, m)
 	if out.String() != "typed text, then q" {
 		t.Fatalf("echo %q", out.String())
+	}
+}
+
+func TestVirtioSlotOrder(t *testing.T) {
+	g := block.NewGraph()
+	defer g.Close()
+	var bes []*block.Backend
+	for i, size := range []int64{1 << 20, 2 << 20} {
+		path := filepath.Join(t.TempDir(), "d.raw")
+		if err := os.WriteFile(path, make([]byte, size), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		n, err := g.Add(block.Options{Driver: "raw", NodeName: fmt.Sprintf("d%d", i),
+			File: &block.Ref{Options: &block.Options{Driver: "file", Filename: path}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		be, err := g.NewBackend("", n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bes = append(bes, be)
+	}
+	m, _, _ := boot(t, Config{Kernel: counterGuest(), StartPaused: true, Blocks: g, BlkDevices: bes})
+	for slot, want := range map[uint64]uint64{8: 2048, 7: 4096, 6: 0} {
+		base := VirtioBase + (slot-1)*VirtioStride
+		id, _ := m.bus.Load(base+8, 4)
+		capacity, _ := m.bus.Load(base+0x100, 4)
+		if (want == 0 && id != 0) || (want != 0 && (id != 2 || capacity != want)) {
+			t.Errorf("slot at %#x: device %d capacity %d, want capacity %d", base, id, capacity, want)
+		}
 	}
 }
