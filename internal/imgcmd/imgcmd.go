@@ -1,7 +1,23 @@
 // Package imgcmd implements snapvm-img, the offline image tool: the
 // qemu-img subcommands snapvm supports (create, info, check, snapshot,
 // convert, compare, resize, bench), spelled like qemu-img 7.2 with the same
-// output texts, JSON field names and exit codes.
+// output texts, JSON layout (QEMU's member order included) and exit codes.
+// Error messages carry the prefix "snapvm-img:" where qemu-img's carry
+// "qemu-img:".
+//
+// Differences from qemu-img 7.2, all refused with a message rather than
+// ignored where they would change the result:
+//   - formats qcow2 and raw only; create refuses lazy_refcounts=on,
+//     encryption, preallocation and other -o options ("Invalid parameter");
+//   - convert takes one source, no -B/-c/--bitmaps; -m/-W/-t/-T are accepted
+//     and change nothing (it always reads 8 chunks at once, writes in order)
+//     and the target is flushed at the end (qemu-img's default cache=unsafe
+//     skips that);
+//   - resize cannot shrink qcow2 images (raw can, with --shrink);
+//   - bench uses the page cache whatever -t/-n/-i say;
+//   - images are not locked: snapvm-img does not take QEMU's byte-range
+//     locks, so it does not refuse an image another process has open;
+//   - --object and --image-opts are not supported.
 package imgcmd
 
 import (
