@@ -46,6 +46,7 @@ type ServerOptions struct {
 type Server struct {
 	opts    ServerOptions
 	version VersionInfo
+	limits  Stream // the reader limits each session starts with (tests lower them)
 	log     *slog.Logger
 
 	ctx    context.Context

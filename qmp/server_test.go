@@ -223,6 +223,9 @@ func TestEvents(t *testing.T) {
 
 func TestLimits(t *testing.T) {
 	s, _ := newTestServer(t)
+	// Small limits keep the test quick; TestDefaultLimits checks the real values.
+	const size, count = 64 << 10, 4096
+	s.limits = Stream{MaxSize: size, MaxCount: count}
 	c := dial(t, s)
 	c.negotiate()
 	deep := strings.Repeat("[", MaxNesting+1) + strings.Repeat("]", MaxNesting+1)
@@ -241,7 +244,7 @@ func TestLimits(t *testing.T) {
 	// after the refused token).
 	var sb strings.Builder
 	sb.WriteString(`{"execute": "test-fail", "arguments": {"x": [`) // 11 tokens
-	for i := 0; i < (MaxTokenCount-12)/2; i++ {
+	for i := 0; i < (count-12)/2; i++ {
 		sb.WriteString("1,")
 	}
 	sb.WriteString("1]}}")
@@ -252,10 +255,48 @@ func TestLimits(t *testing.T) {
 	drainUntilSync(t, c)
 
 	// Token size: one string longer than the limit.
-	big := `{"execute": "test-fail", "arguments": {"x": "` + strings.Repeat("a", MaxTokenSize+10) + `"}}`
+	big := `{"execute": "test-fail", "arguments": {"x": "` + strings.Repeat("a", size+10) + `"}}`
 	go c.send(big)
 	c.expect(`{"error": {"class": "GenericError", "desc": "JSON token size limit exceeded"}}`)
 	drainUntilSync(t, c)
+	// Many small tokens adding up past the size limit.
+	var sb2 strings.Builder
+	sb2.WriteString(`{"execute": "test-fail", "arguments": {"x": [`)
+	for sb2.Len() < size+100 {
+		sb2.WriteString(`"0123456789abcdef0123456789abcdef",`)
+	}
+	sb2.WriteString(`"x"]}}`)
+	go c.send(sb2.String())
+	c.expect(`{"error": {"class": "GenericError", "desc": "JSON token size limit exceeded"}}`)
+	drainUntilSync(t, c)
+}
+
+// TestDefaultLimits runs the production limits on the reader alone.
+func TestDefaultLimits(t *testing.T) {
+	var got []string
+	emit := func(v Value, err error) {
+		if err != nil {
+			got = append(got, err.Error())
+		} else {
+			got = append(got, v.String())
+		}
+	}
+	var s Stream
+	s.Feed([]byte(`{"x": "`), emit)
+	chunk := []byte(strings.Repeat("a", 1<<20))
+	for i := 0; i < MaxTokenSize>>20; i++ {
+		s.Feed(chunk, emit)
+	}
+	s.Feed([]byte(`aa`), emit)
+	if len(got) != 1 || got[0] != "JSON token size limit exceeded" {
+		t.Fatalf("size: %v", got)
+	}
+	got = nil
+	s = Stream{}
+	s.Feed([]byte("["+strings.Repeat("1,", MaxTokenCount/2)), emit)
+	if len(got) != 1 || got[0] != "JSON token count limit exceeded" {
+		t.Fatalf("count: %v", got[:min(len(got), 3)])
+	}
 }
 
 // drainUntilSync sends a marker command and skips whatever answers come before it (the

@@ -122,7 +122,7 @@ func (ss *session) run() {
 	}}}
 	ss.queue(append(greeting.appendJSON(nil), '\r', '\n'))
 
-	var st Stream
+	st := Stream{MaxSize: ss.srv.limits.MaxSize, MaxCount: ss.srv.limits.MaxCount, MaxDepth: ss.srv.limits.MaxDepth}
 	buf := make([]byte, 4096)
 	emit := func(msg Value, perr error) { ss.srv.handle(ss, msg, perr) }
 	for {

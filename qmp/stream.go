@@ -66,6 +66,9 @@ const (
 //
 // Feed calls emit once per message with either a value or a *ParseError.
 type Stream struct {
+	// Limits; zero means the package's MaxTokenSize, MaxTokenCount and MaxNesting.
+	MaxSize, MaxCount, MaxDepth int
+
 	state lexState
 	tok   []byte // text of the token being lexed
 
@@ -94,7 +97,7 @@ func (s *Stream) feedByte(c byte, emit func(Value, error)) {
 	for s.step(c, emit) {
 	}
 	// A single token may not grow without bound either.
-	if len(s.tok) > MaxTokenSize {
+	if len(s.tok) > s.maxSize() {
 		s.tok = s.tok[:0]
 		s.state = lexStart
 		s.fail(emit, "JSON token size limit exceeded")
@@ -273,6 +276,15 @@ func (s *Stream) lexError(emit func(Value, error)) {
 	s.fail(emit, msg)
 }
 
+func (s *Stream) maxSize() int { return or(s.MaxSize, MaxTokenSize) }
+
+func or(v, def int) int {
+	if v > 0 {
+		return v
+	}
+	return def
+}
+
 func (s *Stream) reset() {
 	s.braces, s.brackets = 0, 0
 	s.tokenSize, s.tokenCount = 0, 0
@@ -297,15 +309,15 @@ func (s *Stream) token(t tokType, text string, emit func(Value, error)) {
 	case tokRSquare:
 		s.brackets--
 	}
-	if s.tokenSize+len(text)+1 > MaxTokenSize {
+	if s.tokenSize+len(text)+1 > s.maxSize() {
 		s.fail(emit, "JSON token size limit exceeded")
 		return
 	}
-	if s.tokenCount+1 > MaxTokenCount {
+	if s.tokenCount+1 > or(s.MaxCount, MaxTokenCount) {
 		s.fail(emit, "JSON token count limit exceeded")
 		return
 	}
-	if s.braces+s.brackets > MaxNesting {
+	if s.braces+s.brackets > or(s.MaxDepth, MaxNesting) {
 		s.fail(emit, "JSON nesting depth limit exceeded")
 		return
 	}
