@@ -164,6 +164,17 @@ var (
 	buildErr  error
 )
 
+// goTool is the go command of the toolchain running the tests, so a test
+// run does not depend on PATH.
+func goTool() string {
+	if p := filepath.Join(runtime.GOROOT(), "bin", "go"); runtime.GOROOT() != "" {
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	return "go"
+}
+
 // Cleanup removes the snapvm binary built by Snapvm; call it from TestMain
 // after m.Run.
 func Cleanup() {
@@ -188,7 +199,7 @@ func Snapvm(t testing.TB) string {
 			return
 		}
 		buildPath = filepath.Join(dir, "snapvm")
-		cmd := exec.Command("go", "build", "-o", buildPath, "./cmd/snapvm")
+		cmd := exec.Command(goTool(), "build", "-o", buildPath, "./cmd/snapvm")
 		cmd.Dir = root
 		if out, err := cmd.CombinedOutput(); err != nil {
 			buildErr = fmt.Errorf("go build ./cmd/snapvm: %v\n%s", err, out)
