@@ -35,21 +35,13 @@ type CheckResult struct {
 	Messages []string `json:"-"`
 }
 
-// Check verifies the image at path like qemu-img check, optionally repairing it. After a
-// repair the image is checked again and the result describes the repaired image (with the
-// number of fixed problems in CorruptionsFixed / LeaksFixed), as qemu-img reports it.
+// Check verifies the image at path like qemu-img check, optionally repairing it. With a
+// repair mode the result describes the repair pass: problems it fixed are counted in
+// CorruptionsFixed / LeaksFixed (and reported as "Repairing ..." messages), the others in
+// Corruptions / Leaks. qemu-img then checks again ("Double checking the fixed image
+// now..."): call Check(path, RepairNone) for that.
 func Check(path string, repair RepairMode) (*CheckResult, error) {
-	res, err := checkOnce(path, repair)
-	if err != nil || repair == RepairNone || res.CorruptionsFixed+res.LeaksFixed == 0 {
-		return res, err
-	}
-	again, err := checkOnce(path, RepairNone)
-	if err != nil {
-		return res, err
-	}
-	again.CorruptionsFixed, again.LeaksFixed = res.CorruptionsFixed, res.LeaksFixed
-	again.Messages = append(res.Messages, again.Messages...)
-	return again, nil
+	return checkOnce(path, repair)
 }
 
 // l2Use is how often an L2 table is reached, from the active L1 and from snapshots.

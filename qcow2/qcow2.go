@@ -45,8 +45,10 @@ type FormatError struct {
 	Msg string
 }
 
+// Error is "qcow2: " followed by the message QEMU gives for the same problem; the offset
+// stays available in Off.
 func (e *FormatError) Error() string {
-	return fmt.Sprintf("qcow2: %s (at offset %#x)", e.Msg, e.Off)
+	return "qcow2: " + e.Msg
 }
 
 // Is makes errors.Is(err, ErrCorrupt) true for every FormatError.
