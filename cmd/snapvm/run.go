@@ -87,7 +87,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		Serial: serial.out, SerialIn: serial.in,
 		Blocks: g, BlkDevices: backends, BlkSerials: serials,
 		NoShutdown: opts.NoShutdown, NoReboot: opts.NoReboot,
-		StartPaused: true, Name: opts.Name,
+		StartPaused: true, Name: opts.Name, RTCBase: opts.RTCBase,
 	})
 	if err != nil {
 		return fail(err)

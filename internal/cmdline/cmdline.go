@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/snapvm/snapvm/block"
 	"github.com/snapvm/snapvm/qmp"
@@ -89,6 +90,9 @@ type Options struct {
 	Drives      []Drive
 	Devices     []Device
 	QMP         []string // -qmp specs, passed to the QMP listener
+	// RTCBase is -rtc base=DATETIME (zero: host time at start, QEMU's
+	// base=utc).
+	RTCBase     time.Time
 	ShowHelp    bool
 	ShowVersion bool
 }
@@ -121,7 +125,7 @@ var optionSpec = map[string]bool{
 	"append": true, "initrd": true, "m": true, "smp": true, "cpu": true, "serial": true,
 	"nographic": false, "display": true, "monitor": true, "S": false,
 	"no-reboot": false, "no-shutdown": false, "name": true, "blockdev": true,
-	"drive": true, "device": true, "qmp": true, "h": false, "help": false, "version": false,
+	"drive": true, "device": true, "qmp": true, "h": false, "help": false, "version": false, "rtc": true,
 }
 
 // Usage is what -help prints.
@@ -139,6 +143,7 @@ Options (qemu-system-riscv64 spelling):
 -cpu rv64                   the only CPU model (RV64IMAC, Sv39)
 -serial stdio|null|none|file:PATH|unix:PATH[,server=on|off][,wait=on|off]
 -nographic, -display none, -monitor none, -nodefaults, -name NAME
+-rtc base=utc|DATETIME[,clock=vm]   goldfish RTC start time (it follows the VM clock)
 -S                          start paused (prelaunch) until QMP cont
 -no-reboot, -no-shutdown    as QEMU
 -blockdev OPTIONS           block node (drivers file, raw, qcow2)
@@ -228,6 +233,8 @@ func (o *Options) apply(name, val string) error {
 		o.Monitor = val
 	case "S":
 		o.StartPaused = true
+	case "rtc":
+		return o.parseRTC(opt, val)
 	case "h", "help":
 		o.ShowHelp = true
 	case "version":
@@ -420,6 +427,48 @@ func (o *Options) parseSMP(opt, val string) error {
 	}
 	if cpus > 0 {
 		o.SMP = cpus
+	}
+	return nil
+}
+
+// parseRTC reads -rtc [base=utc|localtime|DATETIME][,clock=vm]. snapvm's
+// RTC always follows the VM clock, so clock=host and clock=rt are refused.
+func (o *Options) parseRTC(opt, val string) error {
+	kv, err := keyvals(val, "")
+	if err != nil {
+		return errf(opt, "%v", err)
+	}
+	for _, p := range kv {
+		switch p[0] {
+		case "base":
+			switch p[1] {
+			case "utc", "localtime":
+				o.RTCBase = time.Time{}
+			default:
+				t, err := time.Parse("2006-01-02T15:04:05", p[1])
+				if err != nil {
+					t, err = time.Parse("2006-01-02", p[1])
+				}
+				if err != nil {
+					return errf("", "invalid datetime format\nvalid formats: '2006-06-17T16:01:21' or '2006-06-17'")
+				}
+				o.RTCBase = t
+			}
+		case "clock":
+			switch p[1] {
+			case "vm":
+			case "host", "rt":
+				return errf(opt, "the RTC follows the VM clock in snapvm: use clock=vm")
+			default:
+				return errf("", "invalid option value '%s'", p[1])
+			}
+		case "driftfix":
+			if p[1] != "none" && p[1] != "slew" {
+				return errf("", "invalid option value '%s'", p[1])
+			}
+		default:
+			return errf(opt, "Invalid parameter '%s'", p[0])
+		}
 	}
 	return nil
 }

@@ -81,6 +81,18 @@ func TestNoArguments(t *testing.T) {
 	}
 }
 
+func TestRTC(t *testing.T) {
+	o, err := Parse(strings.Fields("-kernel k -rtc base=2020-02-03T04:05:06,clock=vm"))
+	if err != nil || o.RTCBase.Unix() != 1580702706 {
+		t.Fatalf("%v %v", err, o.RTCBase)
+	}
+	for _, bad := range []string{"base=2020-13-01", "clock=host", "clock=foo", "bogus=1"} {
+		if _, err := Parse([]string{"-kernel", "k", "-rtc", bad}); err == nil {
+			t.Errorf("-rtc %s accepted", bad)
+		}
+	}
+}
+
 func TestDefaultSerial(t *testing.T) {
 	for args, want := range map[string]string{
 		"-kernel k":                          "stdio",
