@@ -17,7 +17,8 @@
 // faulting instruction. The program powers off through sifive_test.
 //
 // With Paging, the S and U stretches run under Sv39 with random leaf PTEs
-// (page faults, hardware A/D updates).
+// (page faults, hardware A/D updates, SUM, MXR), and M-mode stretches make
+// window accesses with MPRV.
 //
 // go test runs 200 sequences on QEMU alone (the generator must produce
 // programs that terminate and, in plain mode, never trap) and compares the
@@ -107,6 +108,7 @@ const (
 	kAccessFault
 	kPriv
 	kPaged // access through the paged window (S/U stretches with Paging only)
+	kMPRV  // M-mode access through the window with MPRV set (Paging only)
 )
 
 var weights = []struct {
@@ -117,7 +119,7 @@ var weights = []struct {
 	{kJal, 2}, {kJalr, 2}, {kCALU, 12}, {kCMem, 8}, {kCBranch, 4}, {kCJump, 2}, {kCJr, 1},
 	{kCSR, 4}, {kAMO, 4}, {kLRSC, 2}, {kFence, 1},
 	{kIllegal, 3}, {kEcall, 3}, {kMisaligned, 2}, {kAccessFault, 2}, {kPriv, 2},
-	{kPaged, 12},
+	{kPaged, 12}, {kMPRV, 3},
 }
 
 const (
@@ -543,6 +545,8 @@ func (g *gen) allowed(k kind, top bool) bool {
 		return false
 	case k == kPaged:
 		return g.paged
+	case k == kMPRV:
+		return g.paging && top
 	case k == kEcall && g.paged:
 		// An early return to M would run the window accesses that follow
 		// on physical addresses (PCIe space at 0x40000000).
@@ -564,7 +568,7 @@ func (g *gen) target(kinds []kind, i int, compressed bool) int {
 		maxJ = len(kinds)
 	}
 	for j := i + 1; j < maxJ; j++ {
-		if kinds[j] == kPriv && compressed {
+		if (kinds[j] == kPriv || kinds[j] == kMPRV) && compressed {
 			maxJ = j
 			break
 		}
@@ -802,6 +806,8 @@ func (g *gen) item(k kind, target func(compressed bool) int) {
 		}
 	case kPriv:
 		g.privGroup()
+	case kMPRV:
+		g.mprvGroup()
 	case kPaged:
 		t := g.rdNZ()
 		a.emit32(uType(opLui, t, uint32(windowVPN+g.r.Intn(windowPages+2)))) // +2: unmapped pages
@@ -920,7 +926,7 @@ func (g *gen) privGroup() {
 		a.emit32(csrType(2, zero, t, csrMstatus)) // MPP = S
 	}
 	if g.paging {
-		g.enablePaging(t, super)
+		_ = g.enablePaging(t, super)
 	}
 	body := a.newLabel()
 	a.la(t, body)
@@ -933,9 +939,43 @@ func (g *gen) privGroup() {
 	a.emit32(0x00000073) // ecall back to M
 }
 
+// mprvGroup makes one or two M-mode accesses through the window with
+// MPRV set, translated with MPP's privilege (S or U) and the S or U tables
+// (OpenSBI reads S-mode memory this way). A page fault in between leaves
+// MPRV set with MPP = U after the handler's mret, as the ISA has it.
+func (g *gen) mprvGroup() {
+	a := g.a
+	t := g.rdNZ()
+	u := g.enablePaging(t, g.r.Intn(2) == 0)
+	a.emit32(uType(opLui, u, 2))
+	a.emit32(iType(opImm, u, 0, u, -2048))
+	a.emit32(csrType(3, zero, u, csrMstatus)) // MPP = U
+	if g.r.Intn(2) == 0 {
+		a.emit32(uType(opLui, u, 1))
+		a.emit32(iType(opImm, u, 0, u, -2048))
+		a.emit32(csrType(2, zero, u, csrMstatus)) // MPP = S
+	}
+	a.emit32(uType(opLui, u, 0x20))
+	a.emit32(csrType(2, zero, u, csrMstatus)) // MPRV
+	for n := 1 + g.r.Intn(2); n > 0; n-- {
+		a.emit32(uType(opLui, t, uint32(windowVPN+g.r.Intn(windowPages+2))))
+		if g.r.Intn(2) == 0 {
+			f3 := []uint32{0, 1, 2, 3, 4, 5, 6}[g.r.Intn(7)]
+			w := 1 << (f3 & 3)
+			a.emit32(iType(opLoad, g.rd(), f3, t, g.imm(0, 2047-w)))
+		} else {
+			f3 := uint32(g.r.Intn(4))
+			a.emit32(sType(f3, t, g.rs(), g.imm(0, 2047-(1<<f3))))
+		}
+	}
+	a.emit32(uType(opLui, u, 0x20))
+	a.emit32(csrType(3, zero, u, csrMstatus)) // MPRV off
+}
+
 // enablePaging points satp at the S or U tables (Sv39), flushes the TLB
-// and sets or clears SUM and MXR at random; clobbers t and one more register.
-func (g *gen) enablePaging(t uint32, super bool) {
+// and sets or clears SUM and MXR at random; clobbers t and one more
+// register, which it returns.
+func (g *gen) enablePaging(t uint32, super bool) uint32 {
 	a := g.a
 	u := g.rdNZ()
 	for u == t {
@@ -960,4 +1000,5 @@ func (g *gen) enablePaging(t uint32, super bool) {
 		}
 		a.emit32(csrType(f3, zero, u, csrMstatus))
 	}
+	return u
 }
