@@ -95,6 +95,9 @@ func runCheck(e *env, args []string) error {
 		return fail("Could not open '%s': Unknown driver '%s'", filename, format)
 	}
 
+	if err := e.lockImage(filename, repair != qcow2.RepairNone); err != nil {
+		return fail("%v", err)
+	}
 	res, err := qcow2.Check(filename, repair)
 	if err != nil {
 		return fail("Could not open '%s': %s", filename, trimQcow2(err))

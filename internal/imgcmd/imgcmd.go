@@ -57,6 +57,8 @@ func usageErr(format string, args ...any) error {
 // env is what a subcommand runs with.
 type env struct {
 	stdout, stderr io.Writer
+	forceShare     bool       // -U: read without QEMU's "write" lock check
+	locks          []*os.File // QEMU image locks held until Main returns
 }
 
 func (e *env) warn(format string, args ...any) {
@@ -113,7 +115,16 @@ func Main(args []string, stdout, stderr io.Writer) int {
 			}
 		}
 	}
+	for _, a := range args[1:] {
+		if a == "--" {
+			break
+		}
+		if a == "-U" || a == "--force-share" {
+			e.forceShare = true
+		}
+	}
 	err := c.run(e, args[1:])
+	e.releaseLocks()
 	if err == nil {
 		return 0
 	}

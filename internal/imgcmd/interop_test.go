@@ -10,6 +10,9 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 const toolsHint = "install it with scripts/setup.sh (Debian package qemu-utils / qemu-system-misc)"
@@ -370,4 +373,61 @@ func TestResizeInterop(t *testing.T) {
 	if qc != sc || qo != so || normalize(qe) != normalize(se) {
 		t.Errorf("shrink: qemu-img %d %q %q, ours %d %q %q", qc, qo, qe, sc, so, se)
 	}
+}
+
+// TestImageLocks: snapvm-img and QEMU's tools keep out of each other's way
+// through QEMU's image locks.
+func TestImageLocks(t *testing.T) {
+	dir := t.TempDir()
+	mustOurs(t, dir, "create", "-q", "-f", "qcow2", "l.qcow2", "16M")
+	// qemu-io holding the image for writing keeps snapvm-img out.
+	cmd := exec.Command("qemu-io", "-c", "sleep 5000", "l.qcow2")
+	cmd.Dir = dir
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("qemu-io: %v (%s)", err, toolsHint)
+	}
+	defer cmd.Wait()
+	defer cmd.Process.Kill()
+	// Wait (without taking locks ourselves) until qemu-io holds the image.
+	f, err := os.Open(filepath.Join(dir, "l.qcow2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for deadline := time.Now().Add(4 * time.Second); ; {
+		lk := unix.Flock_t{Type: unix.F_WRLCK, Start: lockPermBase + permWrite, Len: 1}
+		if err := unix.FcntlFlock(f.Fd(), unix.F_OFD_GETLK, &lk); err != nil {
+			t.Fatal(err)
+		}
+		if lk.Type != unix.F_UNLCK {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("qemu-io did not lock the image")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	_, errs, code := ours(t, dir, "snapshot", "-c", "x", "l.qcow2")
+	if code != 1 || errs != "snapvm-img: Could not open 'l.qcow2': Failed to get \"write\" lock\nIs another process using the image [l.qcow2]?\n" {
+		t.Errorf("snapshot -c on a busy image: %d %q", code, errs)
+	}
+	if _, errs, code := ours(t, dir, "info", "l.qcow2"); code != 1 || !strings.Contains(errs, `Failed to get shared "write" lock`) {
+		t.Errorf("info on a busy image: %d %q", code, errs)
+	}
+	if _, _, code := ours(t, dir, "info", "-U", "l.qcow2"); code != 0 {
+		t.Errorf("info -U on a busy image: %d", code)
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+
+	// snapvm-img holding it keeps qemu-img out, until it is done.
+	e := &env{stdout: &bytes.Buffer{}, stderr: &bytes.Buffer{}}
+	if err := e.lockImage(filepath.Join(dir, "l.qcow2"), true); err != nil {
+		t.Fatal(err)
+	}
+	if _, errs, code := tool(t, dir, "qemu-img", "info", "l.qcow2"); code == 0 || !strings.Contains(errs, `Failed to get shared "write" lock`) {
+		t.Errorf("qemu-img info while snapvm-img writes: %d %q", code, errs)
+	}
+	e.releaseLocks()
+	mustTool(t, dir, "qemu-img", "info", "l.qcow2")
 }

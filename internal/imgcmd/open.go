@@ -56,6 +56,11 @@ func openImage(e *env, filename, format string, readOnly, noBacking bool) (*bloc
 	if format != "raw" && format != "qcow2" {
 		return nil, nil, fmt.Errorf("Could not open '%s': Unknown driver '%s'", filename, format)
 	}
+	if e != nil {
+		if err := e.lockImage(filename, !readOnly); err != nil {
+			return nil, nil, err
+		}
+	}
 	ro := readOnly
 	o := block.Options{
 		Driver:   format,
