@@ -15,8 +15,8 @@
 //     skips that);
 //   - resize cannot shrink qcow2 images (raw can, with --shrink);
 //   - bench uses the page cache whatever -t/-n/-i say;
-//   - images are not locked: snapvm-img does not take QEMU's byte-range
-//     locks, so it does not refuse an image another process has open;
+//   - QEMU's image locks are checked and taken for the image named on the
+//     command line, not for the backing files below it;
 //   - --object and --image-opts are not supported.
 package imgcmd
 
