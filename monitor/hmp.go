@@ -52,7 +52,7 @@ func (mon *Monitor) registerHMP() {
 		return "", mon.cont()
 	})
 	h.Register("system_reset", "-- reset the system", func(context.Context, string) (string, error) {
-		mon.m.Reset()
+		mon.reset()
 		return "", nil
 	})
 	h.Register("system_powerdown", "-- send system power down event", func(context.Context, string) (string, error) {

@@ -134,9 +134,34 @@ func (mon *Monitor) queryStatus() StatusInfo {
 	return StatusInfo{Status: string(st), Running: st == machine.RunStateRunning}
 }
 
+// vmJobTypes are the jobs that own the VM's run state while they work: they stop the
+// guest, copy or replace its state, and resume it. QEMU runs them in one main-loop
+// callback, so no monitor command can come in between; snapvm runs them on their own
+// goroutine, so the run-state commands wait for them instead.
+var vmJobTypes = map[string]bool{"snapshot-save": true, "snapshot-load": true}
+
+// waitVMJobs blocks until no job of vmJobTypes is still working.
+func (mon *Monitor) waitVMJobs() {
+	for _, in := range mon.jobs.Query() {
+		if !vmJobTypes[in.Type] || in.Status != job.StatusCreated && in.Status != job.StatusRunning {
+			continue
+		}
+		j, ok := mon.jobs.Get(in.ID)
+		if !ok {
+			continue
+		}
+		select {
+		case <-j.Done():
+		case <-mon.m.Done():
+			return
+		}
+	}
+}
+
 // stop is QMP stop: only a running VM changes state (QEMU's vm_stop leaves prelaunch
 // and the other stopped states alone).
 func (mon *Monitor) stop() {
+	mon.waitVMJobs()
 	if mon.m.RunState() == machine.RunStateRunning {
 		mon.m.Stop(machine.RunStatePaused)
 	}
@@ -144,6 +169,7 @@ func (mon *Monitor) stop() {
 
 // cont is QMP cont.
 func (mon *Monitor) cont() error {
+	mon.waitVMJobs()
 	switch mon.m.RunState() {
 	case machine.RunStateShutdown, machine.RunStateInternalError:
 		return qmp.Errorf("Resetting the Virtual Machine is required")
@@ -157,12 +183,19 @@ func (mon *Monitor) cont() error {
 // quit is QMP quit: SHUTDOWN (host-qmp-quit) is emitted before the answer, and the
 // process leaves once the machine is done and Close has flushed the clients.
 func (mon *Monitor) quit() {
+	mon.waitVMJobs()
 	mon.m.Shutdown("host-qmp-quit")
 	select {
 	case <-mon.m.Done():
 	case <-time.After(mon.opts.ShutdownTimeout):
 		mon.logger().Warn("monitor: machine did not finish after quit")
 	}
+}
+
+// reset is QMP system_reset.
+func (mon *Monitor) reset() {
+	mon.waitVMJobs()
+	mon.m.Reset()
 }
 
 func (mon *Monitor) logger() *slog.Logger {
@@ -185,7 +218,7 @@ func (mon *Monitor) registerRunState() {
 		return empty{}, mon.cont()
 	})
 	qmp.Register(s, "system_reset", func(context.Context, empty) (empty, error) {
-		mon.m.Reset()
+		mon.reset()
 		return empty{}, nil
 	})
 	qmp.Register(s, "system_powerdown", func(context.Context, empty) (empty, error) {

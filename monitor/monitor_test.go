@@ -393,3 +393,46 @@ func TestCompatDocListsEverything(t *testing.T) {
 		}
 	}
 }
+
+// TestRunStateCommandsWaitForSnapshotJobs: a cont sent while a snapshot job has the VM
+// stopped is carried out after the job, as in QEMU where the job's work cannot be
+// interrupted by monitor commands.
+func TestRunStateCommandsWaitForSnapshotJobs(t *testing.T) {
+	e := newEnv(t, machine.Config{})
+	c := e.dial()
+	release := make(chan struct{})
+	_, err := e.mon.Jobs().Create("s1", "snapshot-save", job.Options{ManualDismiss: true}, func(ctx context.Context, j *job.Job) error {
+		was := e.m.Stop(machine.RunStateSaveVM)
+		<-release
+		if was {
+			e.m.Resume()
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.expectEvent("JOB_STATUS_CHANGE", `{"status": "created", "id": "s1"}`)
+	c.expectEvent("JOB_STATUS_CHANGE", `{"status": "running", "id": "s1"}`)
+	c.expectEvent("STOP", "")
+	c.send(`{"execute": "stop"}`)
+	time.Sleep(50 * time.Millisecond)
+	if st := e.m.RunState(); st != machine.RunStateSaveVM {
+		t.Fatalf("state %s while the job works", st)
+	}
+	close(release)
+	c.expectEvent("RESUME", "")
+	var rest []string
+	for i := 0; i < 5; i++ { // waiting, pending, concluded, STOP, the answer
+		rest = append(rest, c.recv())
+	}
+	joined := strings.Join(rest, "\n")
+	for _, want := range []string{`"event": "STOP"}`, `{"return": {}}`, `"status": "concluded"`} {
+		if !strings.Contains(joined, want) {
+			t.Errorf("after the job: lacks %s in\n%s", want, joined)
+		}
+	}
+	if st := e.m.RunState(); st != machine.RunStatePaused {
+		t.Errorf("state %s, want paused", st)
+	}
+}
