@@ -67,7 +67,11 @@ func Explain(o Options, wantName string, want []byte, gotName string, got []byte
 					}
 					field = fmt.Sprintf("data word %#x (middle%+d)", dataAddr+uint64(8*j), 8*j-dataSize/2)
 				default:
-					field = fmt.Sprintf("trap slot %d %s", j/3, []string{"mcause", "mtval", "mepc"}[j%3])
+					names := []string{"mcause", "mtval", "mepc"}
+					if j >= 24 {
+						names = []string{"scause", "stval", "sepc"}
+					}
+					field = fmt.Sprintf("trap slot %d %s", j%24/3, names[j%3])
 				}
 				if len(diffs) >= 12 {
 					diffs = append(diffs, "  ...")

@@ -18,12 +18,13 @@
 //
 // With Paging, the S and U stretches run under Sv39 with random leaf PTEs
 // (page faults, hardware A/D updates, SUM, MXR), and M-mode stretches make
-// window accesses with MPRV.
+// window accesses with MPRV. With Delegate, exceptions from U and S go
+// through medeleg to an S-mode handler that returns with sret.
 //
 // go test runs 200 sequences on QEMU alone (the generator must produce
 // programs that terminate and, in plain mode, never trap) and compares the
 // same 200 between QEMU and snapvm (programs rotate plain, traps, traps with
-// paging); `make randinsn RANDINSN_N=5000` runs more, and
+// paging, traps with delegation); `make randinsn RANDINSN_N=5000` runs more, and
 // RANDINSN_FLAGS=-randinsn.window-amos adds AMOs on paged pages.
 package randinsn
 
@@ -45,8 +46,15 @@ type Options struct {
 	// on an invalid PTE QEMU 7.2 reports a load page fault (13) where the
 	// ISA says store/AMO page fault (15).
 	WindowAMOs bool
+	// Delegate (with Traps, without Paging) delegates illegal-instruction,
+	// breakpoint, misaligned-load and load/store access-fault exceptions
+	// (medeleg) to an S-mode handler that logs scause/stval/sepc in a second
+	// hashed log and returns with sret; U and S stretches then trap to S,
+	// M code still to M.
+	Delegate bool
 	// Dump makes each sequence print four more lines after its hash line:
-	// x1..x31, the trap log (8 slots of mcause mtval mepc), the hash of the
+	// x1..x31, the trap log (8 slots of mcause mtval mepc, then with
+	// Delegate 8 slots of scause stval sepc), the hash of the
 	// data area alone and the data area's 512 words; with Paging two more
 	// with the 16 window PTEs of the S table and of the U table. Explain
 	// reads them.
@@ -73,6 +81,11 @@ const (
 	csrPmpcfg0  = 0x3a0
 	csrPmpaddr0 = 0x3b0
 	csrSscratch = 0x140
+	csrStvec    = 0x105
+	csrSepc     = 0x141
+	csrScause   = 0x142
+	csrStval    = 0x143
+	csrMedeleg  = 0x302
 )
 
 // readableCSRs have values that depend only on the program, not on time.
@@ -137,6 +150,9 @@ type gen struct {
 	paged  bool // generating an S/U stretch under Sv39
 
 	windowAMOs bool
+	delegate   bool
+	sHandlerL  int
+	sScratchL  int
 
 	rootSL, rootUL, l1SL, l1UL, l0SL, l0UL int
 
@@ -167,15 +183,19 @@ func generate(o Options) (*gen, []byte, error) {
 		o.Insns = 1
 	}
 	g := &gen{a: newAsm(loadBase), r: rand.New(rand.NewSource(o.Seed)), traps: o.Traps, dump: o.Dump,
-		paging: o.Paging && o.Traps, windowAMOs: o.WindowAMOs}
+		paging: o.Paging && o.Traps, windowAMOs: o.WindowAMOs,
+		delegate: o.Delegate && o.Traps && !o.Paging}
 	a := g.a
 	for _, l := range []*int{&g.dataL, &g.dataMidL, &g.dataEndL, &g.scratchL, &g.scratchEndL, &g.constL,
 		&g.handlerL, &g.reportL, &g.printHexL, &g.poweroffL, &g.seqsL, &g.dumpL,
-		&g.rootSL, &g.rootUL, &g.l1SL, &g.l1UL, &g.l0SL, &g.l0UL} {
+		&g.rootSL, &g.rootUL, &g.l1SL, &g.l1UL, &g.l0SL, &g.l0UL, &g.sHandlerL, &g.sScratchL} {
 		*l = a.newLabel()
 	}
 	g.prologue()
 	g.handler()
+	if g.delegate {
+		g.sHandler()
+	}
 	g.report()
 	g.printHex()
 	a.bind(g.seqsL)
@@ -227,6 +247,10 @@ func generate(o Options) (*gen, []byte, error) {
 	}
 	a.bind(g.scratchL)
 	a.buf = append(a.buf, make([]byte, scratchSz)...)
+	if g.delegate {
+		a.bind(g.sScratchL)
+		a.buf = append(a.buf, make([]byte, scTrapLog+8*24)...)
+	}
 	a.bind(g.scratchEndL)
 	if g.paging {
 		a.align(4096)
@@ -327,6 +351,14 @@ func (g *gen) prologue() {
 	a.csrw(csrPmpaddr0, t0)
 	a.li12(t0, 0x1f)
 	a.csrw(csrPmpcfg0, t0)
+	if g.delegate {
+		a.la(t0, g.sHandlerL)
+		a.csrw(csrStvec, t0)
+		a.la(t0, g.sScratchL)
+		a.csrw(csrSscratch, t0)
+		a.li12(t0, 1<<2|1<<3|1<<4|1<<5|1<<7)
+		a.csrw(csrMedeleg, t0)
+	}
 	a.fix(fixJ, g.seqsL)
 	a.emit32(jType(zero, 0))
 }
@@ -334,14 +366,28 @@ func (g *gen) prologue() {
 // handler logs the trap and resumes after the trapping instruction. An ecall
 // from U or S returns to M (that is how sequences leave S/U).
 func (g *gen) handler() {
+	g.a.alignCode(4) // mtvec needs a 4-byte aligned base
+	g.a.bind(g.handlerL)
+	g.trapHandler(csrMscratch, csrMcause, csrMtval, csrMepc, 0x30200073, true)
+}
+
+// sHandler is the S-mode counterpart for delegated exceptions.
+func (g *gen) sHandler() {
+	g.a.alignCode(4)
+	g.a.bind(g.sHandlerL)
+	g.trapHandler(csrSscratch, csrScause, csrStval, csrSepc, 0x10200073, false)
+}
+
+// trapHandler logs cause/tval/epc into the area the scratch CSR points at
+// and resumes after the trapping instruction with ret (mret or sret). The M
+// handler also turns an ecall from U or S into a return to M.
+func (g *gen) trapHandler(scratch, cause, tval, epc, ret uint32, m bool) {
 	a := g.a
-	a.alignCode(4) // mtvec needs a 4-byte aligned base
-	a.bind(g.handlerL)
-	a.emit32(csrType(1, t6, t6, csrMscratch)) // swap t6 <-> mscratch
+	a.emit32(csrType(1, t6, t6, scratch)) // swap t6 <-> scratch CSR
 	a.emit32(sType(3, t6, t5, 0))
 	a.emit32(sType(3, t6, t4, 8))
 	a.emit32(sType(3, t6, t3, 16))
-	a.csrr(t5, csrMcause)
+	a.csrr(t5, cause)
 	a.emit32(iType(opLoad, t4, 3, t6, scTrapCount))
 	a.emit32(iType(opImm, t4, 0, t4, 1))
 	a.emit32(sType(3, t6, t4, scTrapCount))
@@ -350,29 +396,31 @@ func (g *gen) handler() {
 	a.emit32(iType(opImm, t4, 1, t4, 3))     // slli t4, t4, 3
 	a.emit32(rType(opReg, t4, 0, t4, t3, 0)) // add: index*24
 	a.emit32(rType(opReg, t4, 0, t4, t6, 0)) // + scratch
-	a.emit32(sType(3, t4, t5, scTrapLog))    // mcause
-	a.csrr(t3, csrMtval)
+	a.emit32(sType(3, t4, t5, scTrapLog))    // cause
+	a.csrr(t3, tval)
 	a.emit32(sType(3, t4, t3, scTrapLog+8))
-	a.csrr(t3, csrMepc)
+	a.csrr(t3, epc)
 	a.emit32(sType(3, t4, t3, scTrapLog+16))
-	a.emit32(iType(opImm, t4, 0, t5, -8)) // mcause - 8
-	a.emit32(iType(opImm, t4, 3, t4, 2))  // sltiu: ecall from U or S?
-	a.emit32(bType(0, t4, zero, 16))      // no: skip the MPP update
-	a.emit32(uType(opLui, t4, 2))
-	a.emit32(iType(opImm, t4, 0, t4, -2048))   // 0x1800 = MPP
-	a.emit32(csrType(2, zero, t4, csrMstatus)) // csrs mstatus: return to M
-	a.emit32(iType(opLoad, t4, 5, t3, 0))      // lhu t4, 0(mepc)
+	if m {
+		a.emit32(iType(opImm, t4, 0, t5, -8)) // mcause - 8
+		a.emit32(iType(opImm, t4, 3, t4, 2))  // sltiu: ecall from U or S?
+		a.emit32(bType(0, t4, zero, 16))      // no: skip the MPP update
+		a.emit32(uType(opLui, t4, 2))
+		a.emit32(iType(opImm, t4, 0, t4, -2048))   // 0x1800 = MPP
+		a.emit32(csrType(2, zero, t4, csrMstatus)) // csrs mstatus: return to M
+	}
+	a.emit32(iType(opLoad, t4, 5, t3, 0)) // lhu t4, 0(epc)
 	a.emit32(iType(opImm, t4, 7, t4, 3))
 	a.emit32(iType(opImm, t4, 0, t4, -3)) // 0 if a 32-bit instruction
 	a.emit32(iType(opImm, t3, 0, t3, 2))
 	a.emit32(bType(1, t4, zero, 8))
 	a.emit32(iType(opImm, t3, 0, t3, 2))
-	a.csrw(csrMepc, t3)
+	a.csrw(epc, t3)
 	a.emit32(iType(opLoad, t3, 3, t6, 16))
 	a.emit32(iType(opLoad, t4, 3, t6, 8))
 	a.emit32(iType(opLoad, t5, 3, t6, 0))
-	a.emit32(csrType(1, t6, t6, csrMscratch))
-	a.emit32(0x30200073) // mret
+	a.emit32(csrType(1, t6, t6, scratch))
+	a.emit32(ret)
 }
 
 // report hashes data + scratch (FNV-1a over 64-bit words) and prints the
@@ -406,17 +454,20 @@ func (g *gen) report() {
 func (g *gen) dumpState() {
 	a := g.a
 	a.bind(g.dumpL)
-	g.dumpWords(g.scratchL, scRegs+8, 31)  // x1..x31
-	g.dumpWords(g.scratchL, scTrapLog, 24) // trap log
+	g.dumpWords(g.scratchL, scRegs+8, 31, true)         // x1..x31
+	g.dumpWords(g.scratchL, scTrapLog, 24, !g.delegate) // trap log
+	if g.delegate {
+		g.dumpWords(g.sScratchL, scTrapLog, 24, true) // S trap log, same line
+	}
 	g.hash(g.dataL, g.dataEndL)
 	a.fix(fixJ, g.printHexL)
 	a.emit32(jType(t0, 0))
 	a.li12(a1, '\n')
 	a.putc(a1)
-	g.dumpWords(g.dataL, 0, dataSize/8) // the data area itself
+	g.dumpWords(g.dataL, 0, dataSize/8, true) // the data area itself
 	if g.paging {
-		g.dumpWords(g.l0SL, 0, windowPages)
-		g.dumpWords(g.l0UL, 0, windowPages)
+		g.dumpWords(g.l0SL, 0, windowPages, true)
+		g.dumpWords(g.l0UL, 0, windowPages, true)
 	}
 	a.emit32(iType(opJalr, zero, 0, t6, 0))
 }
@@ -440,8 +491,8 @@ func (g *gen) hash(from, to int) {
 	a.emit32(iType(opImm, a0, 0, t2, 0))
 }
 
-// dumpWords prints n words from label+off on one line.
-func (g *gen) dumpWords(label, off, n int) {
+// dumpWords prints n words from label+off, ending the line if nl.
+func (g *gen) dumpWords(label, off, n int, nl bool) {
 	a := g.a
 	a.la(t1, label)
 	a.emit32(iType(opImm, t1, 0, t1, int32(off)))
@@ -458,8 +509,10 @@ func (g *gen) dumpWords(label, off, n int) {
 	a.emit32(iType(opImm, t1, 0, t1, 8))
 	a.fix(fixB, loop)
 	a.emit32(bType(6, t1, t2, 0)) // bltu
-	a.li12(a1, '\n')
-	a.putc(a1)
+	if nl {
+		a.li12(a1, '\n')
+		a.putc(a1)
+	}
 }
 
 // printHex prints a0 as 16 hex digits; returns through t0.
@@ -900,6 +953,9 @@ func (g *gen) csr() {
 		return
 	}
 	csr := uint32(csrSscratch)
+	if g.delegate {
+		csr = csrStval // sscratch belongs to the S handler
+	}
 	if g.r.Intn(3) == 0 {
 		csr = csrMtval
 	}

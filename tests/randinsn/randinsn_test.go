@@ -15,7 +15,7 @@ import (
 )
 
 var (
-	flagN     = flag.Int("randinsn.n", 200, "random sequences to run (programs alternate plain, traps, traps+paging)")
+	flagN     = flag.Int("randinsn.n", 200, "random sequences to run (programs rotate plain, traps, traps+paging, traps+delegation)")
 	flagSeed  = flag.Int64("randinsn.seed", 1, "first program seed")
 	flagInsns = flag.Int("randinsn.insns", 100, "random items per sequence")
 	flagDump  = flag.String("randinsn.dump", "", "directory to write the generated ELFs to")
@@ -40,14 +40,16 @@ func programs(t *testing.T, dir string) []program {
 	for left, i := *flagN, 0; left > 0; i++ {
 		n := min(left, seqsPerProgram)
 		left -= n
-		// Rotate through plain, traps, and traps with Sv39 paging.
-		o := Options{Seed: *flagSeed + int64(i), Seqs: n, Insns: *flagInsns, Traps: i%3 != 0, Paging: i%3 == 2,
-			WindowAMOs: *flagAMOs}
+		// Rotate through plain, traps, traps with Sv39 paging, and traps
+		// delegated to S.
+		o := Options{Seed: *flagSeed + int64(i), Seqs: n, Insns: *flagInsns, Traps: i%4 != 0, Paging: i%4 == 2,
+			WindowAMOs: *flagAMOs, Delegate: i%4 == 3}
 		elf, err := Generate(o)
 		if err != nil {
 			t.Fatalf("seed %d: %v", o.Seed, err)
 		}
-		name := fmt.Sprintf("randinsn-seed%d-traps%v-paging%v-amos%v.elf", o.Seed, o.Traps, o.Paging, o.WindowAMOs && o.Paging)
+		name := fmt.Sprintf("randinsn-seed%d-traps%v-paging%v-amos%v-deleg%v.elf", o.Seed, o.Traps, o.Paging,
+			o.WindowAMOs && o.Paging, o.Delegate)
 		path := filepath.Join(dir, name)
 		if err := os.WriteFile(path, elf, 0o644); err != nil {
 			t.Fatal(err)
@@ -210,6 +212,15 @@ func TestPagingTrapCoverageOnQEMU(t *testing.T) {
 		[]uint64{2, 3, 5, 7, 8, 9, 13, 15})
 }
 
+// With delegation the S log sees the delegated causes: illegal
+// instruction, breakpoint, misaligned AMO (4) and access faults from U and S.
+func TestDelegatedTrapCoverageOnQEMU(t *testing.T) {
+	checkTrapCoverage(t, Options{Seed: 79, Seqs: 50, Insns: 100, Traps: true, Delegate: true, Dump: true},
+		[]uint64{2, 3, 4, 5, 7, 8, 9, 11, 1002, 1003, 1004, 1005, 1007})
+}
+
+// checkTrapCoverage wants every cause in want in the M log (cause) or the
+// S log (1000 + cause).
 func checkTrapCoverage(t *testing.T, o Options, want []uint64) {
 	elf, err := Generate(o)
 	if err != nil {
@@ -228,6 +239,9 @@ func checkTrapCoverage(t *testing.T, o Options, want []uint64) {
 		words := strings.Fields(lines[seq*o.LinesPerSeq()+2])
 		for j := 0; j < len(words); j += 3 {
 			cause, _ := strconv.ParseUint(words[j], 16, 64)
+			if j >= 24 {
+				cause += 1000
+			}
 			seen[cause] = true
 		}
 	}
