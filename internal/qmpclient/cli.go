@@ -272,7 +272,18 @@ func interactive(c *Client, stdin io.Reader, stdout, stderr io.Writer) int {
 		lr = plainReader{bufio.NewScanner(stdin)}
 	}
 	defer lr.Close()
+	// Events are printed as they come while the shell waits for input, and before
+	// the answer of a command that they preceded; printMu keeps that order.
 	out := &syncWriter{w: stdout}
+	printEvents := func() { // Preconditions: out.mu held.
+		for {
+			ev, ok := c.NextEvent(0)
+			if !ok {
+				return
+			}
+			out.w.Write(append(ev.Raw, '\n'))
+		}
+	}
 	done := make(chan struct{})
 	defer close(done)
 	go func() {
@@ -282,8 +293,10 @@ func interactive(c *Client, stdin io.Reader, stdout, stderr io.Writer) int {
 				return
 			default:
 			}
-			if ev, ok := c.NextEvent(100 * time.Millisecond); ok {
-				out.Write(append(ev.Raw, '\n'))
+			if c.WaitEvent(100 * time.Millisecond) {
+				out.mu.Lock()
+				printEvents()
+				out.mu.Unlock()
 			} else if c.Closed() {
 				return
 			}
@@ -328,7 +341,10 @@ func interactive(c *Client, stdin io.Reader, stdout, stderr io.Writer) int {
 		}
 		var buf bytes.Buffer
 		printReturn(&buf, resp.Return)
-		out.Write(buf.Bytes())
+		out.mu.Lock()
+		printEvents()
+		out.w.Write(buf.Bytes())
+		out.mu.Unlock()
 	}
 	return status
 }

@@ -262,6 +262,23 @@ func (c *Client) NextEvent(timeout time.Duration) (ev Event, ok bool) {
 	return ev, true
 }
 
+// WaitEvent waits up to timeout for an event to be available without taking it.
+func (c *Client) WaitEvent(timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
+	stop := time.AfterFunc(timeout, func() {
+		c.evMu.Lock()
+		c.evCond.Broadcast()
+		c.evMu.Unlock()
+	})
+	defer stop.Stop()
+	c.evMu.Lock()
+	defer c.evMu.Unlock()
+	for len(c.events) == 0 && !c.closed && time.Now().Before(deadline) {
+		c.evCond.Wait()
+	}
+	return len(c.events) > 0
+}
+
 // Closed reports whether the connection has ended.
 func (c *Client) Closed() bool {
 	c.evMu.Lock()

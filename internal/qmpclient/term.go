@@ -10,7 +10,8 @@ import (
 
 func isTerminal(f *os.File) bool { return term.IsTerminal(int(f.Fd())) }
 
-// syncWriter serialises the shell's answers and the event printer.
+// syncWriter serialises the shell's answers and the event printer. Code that writes a
+// sequence under mu uses w directly.
 type syncWriter struct {
 	mu sync.Mutex
 	w  io.Writer
