@@ -222,6 +222,24 @@ func (img *Image) writeInTable(t *cachedTable, p []byte, off int64) error {
 	return nil
 }
 
+var zeroByte [1]byte
+
+// readsZero reports whether guest cluster ci (entry in t) currently reads as all zeros
+// without looking at data: a zero cluster, or unallocated with nothing behind it.
+func (img *Image) readsZero(ci int64, t *cachedTable) bool {
+	e := binary.BigEndian.Uint64(t.buf[(ci&(img.l2Entries()-1))*8:])
+	if e&oflagCompressed != 0 {
+		return false
+	}
+	if e&oflagZero != 0 {
+		return true
+	}
+	if e&l2eOffsetMask != 0 {
+		return false
+	}
+	return img.backing == nil || ci<<img.clusterBits >= min(img.backing.Size(), int64(img.hdr.Size))
+}
+
 // writeNewClusters allocates k contiguous host clusters for guest clusters ci..ci+k-1,
 // writes p (starting at byte in of the first cluster) merged with the old contents of
 // partially covered clusters, then points the L2 entries at the new clusters.
@@ -231,10 +249,39 @@ func (img *Image) writeNewClusters(t *cachedTable, ci, k int64, p []byte, in int
 	if err != nil {
 		return err
 	}
-	end := in + int64(len(p)) // byte end within the run
+	if host >= img.f.size && img.readsZero(ci, t) && img.readsZero(ci+k-1, t) {
+		// Fresh space beyond the end of the file reads as zeros, and so does the old
+		// contents of the partial clusters: write only the data, then make sure the file
+		// covers the whole run.
+		if _, err := img.f.WriteAt(p, host+in); err != nil {
+			return err
+		}
+		if runEnd := host + k*img.cs; img.f.size < runEnd {
+			if _, err := img.f.WriteAt(zeroByte[:], runEnd-1); err != nil {
+				return err
+			}
+		}
+	} else if err := img.writeMerged(t, ci, k, p, in, host); err != nil {
+		return err
+	}
+	for i := int64(0); i < k; i++ {
+		idx := ((ci + i) & mask) * 8
+		img.releaseEntry(binary.BigEndian.Uint64(t.buf[idx:]))
+		binary.BigEndian.PutUint64(t.buf[idx:], uint64(host+i*img.cs)|oflagCopied)
+	}
+	t.dirty = true
+	img.zbufOff = 0
+	return nil
+}
+
+// writeMerged writes p (starting at byte in of guest cluster ci) to the k new host clusters
+// at host, merging partially covered head and tail clusters with their old contents.
+func (img *Image) writeMerged(t *cachedTable, ci, k int64, p []byte, in, host int64) error {
+	mask := img.l2Entries() - 1
+	end := in + int64(len(p))
 	firstFull, lastFull := int64(0), k
 	if in != 0 || end < img.cs {
-		// Head cluster, partially covered: merge with its old contents.
+		// Head cluster, partially covered.
 		buf := img.scratchA
 		if err := img.readGuestCluster(buf, ci, binary.BigEndian.Uint64(t.buf[(ci&mask)*8:])); err != nil {
 			return err
@@ -265,12 +312,5 @@ func (img *Image) writeNewClusters(t *cachedTable, ci, k int64, p []byte, in int
 			return err
 		}
 	}
-	for i := int64(0); i < k; i++ {
-		idx := ((ci + i) & mask) * 8
-		img.releaseEntry(binary.BigEndian.Uint64(t.buf[idx:]))
-		binary.BigEndian.PutUint64(t.buf[idx:], uint64(host+i*img.cs)|oflagCopied)
-	}
-	t.dirty = true
-	img.zbufOff = 0
 	return nil
 }

@@ -49,6 +49,7 @@ type txn struct {
 	img        *Image
 	delta      map[int64]int64
 	maxTouched int64 // clusters below this may have been allocated by the transaction
+	next       int64 // allocation cursor: clusters below it are in use or already taken
 }
 
 func (x *txn) add(c, d int64) {
@@ -136,7 +137,9 @@ func (x *txn) final(c int64) (uint64, error) {
 // alloc reserves n contiguous clusters that are free now and untouched by the switch.
 func (x *txn) alloc(n int64) (int64, error) {
 	img := x.img
-	start, run := max(img.freeHint, 1), int64(0)
+	// Clusters skipped by earlier allocations of this transaction stay unusable (they are
+	// in use, taken, or being released), so the scan resumes where the last one ended.
+	start, run := max(img.freeHint, x.next, 1), int64(0)
 	for c := start; run < n; c++ {
 		if c >= img.scanLimit && c >= x.maxTouched {
 			break // everything from here on is free
@@ -162,6 +165,7 @@ func (x *txn) alloc(n int64) (int64, error) {
 		x.add(c, 1)
 	}
 	x.maxTouched = max(x.maxTouched, start+n)
+	x.next = start + n
 	return start << img.clusterBits, nil
 }
 

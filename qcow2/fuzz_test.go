@@ -111,7 +111,7 @@ func FuzzL2(f *testing.F) {
 	f.Fuzz(func(t *testing.T, e uint64, bits uint8, data []byte) {
 		cb := uint(bits)%(maxClusterBits-minClusterBits+1) + minClusterBits
 		for _, ct := range []uint8{compressionZlib, compressionZstd} {
-			img := &Image{f: &memFile{b: data}, clusterBits: cb, cs: int64(1) << cb}
+			img := &Image{f: &sizedFile{storage: &memFile{b: data}, size: int64(len(data))}, clusterBits: cb, cs: int64(1) << cb}
 			img.hdr.CompressionType = ct
 			kind, host, err := img.decodeL2(e, 0)
 			if err == nil && kind != kindCompressed && host%img.cs != 0 {

@@ -36,10 +36,25 @@ type storage interface {
 	Stat() (os.FileInfo, error)
 }
 
+// sizedFile tracks the size of the image file as this process extends it, so the write
+// path knows which clusters have never been written (they read as zeros).
+type sizedFile struct {
+	storage
+	size int64
+}
+
+func (f *sizedFile) WriteAt(p []byte, off int64) (int, error) {
+	n, err := f.storage.WriteAt(p, off)
+	if end := off + int64(n); end > f.size {
+		f.size = end
+	}
+	return n, err
+}
+
 // Image is an open qcow2 image. It is safe for concurrent use: every method takes mu.
 type Image struct {
 	mu       sync.Mutex
-	f        storage
+	f        *sizedFile
 	path     string
 	readOnly bool
 	closed   bool
@@ -152,7 +167,7 @@ func openFileMode(f storage, path string, readOnly, forCheck bool) (*Image, erro
 	if err != nil {
 		return nil, err
 	}
-	img := &Image{f: f, path: path, readOnly: readOnly, hdr: *h}
+	img := &Image{f: &sizedFile{storage: f, size: st.Size()}, path: path, readOnly: readOnly, hdr: *h}
 	img.clusterBits = uint(h.ClusterBits)
 	img.cs = int64(1) << img.clusterBits
 	img.l2Bits = img.clusterBits - 3
