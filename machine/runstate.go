@@ -201,6 +201,9 @@ func (m *Machine) Resume() {
 		h.InvalidateCode(DRAMBase, m.cfg.RAMSize)
 	}
 	m.setState(RunStateRunning)
+	for _, t := range m.slots {
+		t.Release()
+	}
 	m.uart.HoldInput(false)
 	m.clock.Start()
 	m.unpark()

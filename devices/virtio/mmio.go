@@ -10,6 +10,7 @@ package virtio
 
 import (
 	"sync"
+	"time"
 
 	"github.com/snapvm/snapvm/memory"
 )
@@ -106,6 +107,13 @@ type Transport struct {
 	busy      bool       // guarded by mu: the worker is processing requests
 	closed    bool       // guarded by mu
 	workerEnd chan struct{}
+	// recheck looks at the rings again shortly after the worker went idle
+	// with EVENT_IDX: a driver whose store of avail.idx was not yet
+	// visible when the worker published avail_event may have skipped its
+	// kick (the handshake needs a full barrier on both sides).
+	recheck *time.Timer
+	held    bool // guarded by mu: quiesced for a paused VM; no rechecks
+
 }
 
 type regs struct {
@@ -130,6 +138,8 @@ func NewTransport(dev Device, deps Deps) *Transport {
 	if dev != nil {
 		t.queues = make([]queue, dev.NumQueues())
 		t.workerEnd = make(chan struct{})
+		t.recheck = time.AfterFunc(time.Hour, t.recheckRings)
+		t.recheck.Stop()
 		go t.worker()
 	}
 	t.resetLocked()
@@ -163,12 +173,52 @@ func (t *Transport) waitIdleLocked() {
 }
 
 // Quiesce returns once every request the driver has made available so far
-// has completed. The caller must make sure no new notifications arrive
-// (the harts are paused).
+// has completed, kicked or not. The caller must make sure no new
+// notifications arrive (the harts are paused) and call Release when the
+// VM runs again.
 func (t *Transport) Quiesce() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.held = true
+	if t.availPendingLocked() {
+		t.pending = true
+		t.cond.Broadcast()
+	}
 	t.waitIdleLocked()
+}
+
+// Release ends Quiesce's hold.
+func (t *Transport) Release() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.held = false
+}
+
+// availPendingLocked reports whether a ready queue has available entries
+// the device has not taken.
+func (t *Transport) availPendingLocked() bool {
+	if t.dev == nil || t.broken || t.status&statusDriverOK == 0 {
+		return false
+	}
+	for i := range t.queues {
+		q := &t.queues[i]
+		if !q.ready() {
+			continue
+		}
+		if idx, err := t.u16(q.availAddr() + 2); err == nil && idx != q.lastAvail {
+			return true
+		}
+	}
+	return false
+}
+
+func (t *Transport) recheckRings() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !t.held && !t.closed && !t.pending && !t.busy && t.availPendingLocked() {
+		t.pending = true
+		t.cond.Broadcast()
+	}
 }
 
 // Reset is a device reset (machine reset): in-flight requests complete
@@ -186,6 +236,9 @@ func (t *Transport) Close() {
 	t.closed = true
 	t.cond.Broadcast()
 	t.mu.Unlock()
+	if t.recheck != nil {
+		t.recheck.Stop()
+	}
 	if t.workerEnd != nil {
 		<-t.workerEnd
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync/atomic"
+	"time"
 
 	"github.com/snapvm/snapvm/memory"
 )
@@ -141,6 +142,11 @@ func (c *Chain) walk(segs []Segment, off, n uint64, fn func(b []byte, pos uint64
 	}
 	return nil
 }
+
+// recheckDelay is how long after going idle the worker looks at the rings
+// once more (see Transport.recheck); far longer than a store takes to
+// become visible, far shorter than any I/O timeout.
+var recheckDelay = time.Millisecond
 
 // barrierWord is the target of fullBarrier's atomic operation.
 var barrierWord atomic.Uint64
@@ -326,6 +332,9 @@ func (t *Transport) worker() {
 		}
 		t.busy = false
 		t.cond.Broadcast()
+		if t.guestFeatures&featureEventIdx != 0 && !t.held {
+			t.recheck.Reset(recheckDelay)
+		}
 	}
 }
 

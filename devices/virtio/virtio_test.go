@@ -126,8 +126,16 @@ func (d *driver) get16(addr uint64) uint16 {
 	return binary.LittleEndian.Uint16(b[:])
 }
 
+// submitQuiet places a chain like submit but does not notify (a kick the
+// driver skipped because of avail_event).
+func (d *driver) submitQuiet(bufs []Segment, writable []bool) { d.place(bufs, writable, false) }
+
 // submit places a chain of buffers (write = device-writable) and notifies.
 func (d *driver) submit(bufs []Segment, writable []bool) uint16 {
+	return d.place(bufs, writable, true)
+}
+
+func (d *driver) place(bufs []Segment, writable []bool, notify bool) uint16 {
 	head := d.next
 	for i, b := range bufs {
 		var e [16]byte
@@ -149,7 +157,9 @@ func (d *driver) submit(bufs []Segment, writable []bool) uint16 {
 	d.put16(availAddr+4+2*uint64(d.avail%d.num), head)
 	d.avail++
 	d.put16(availAddr+2, d.avail)
-	d.tr.Store(regQueueNotify, 4, 0)
+	if notify {
+		d.tr.Store(regQueueNotify, 4, 0)
+	}
 	return head
 }
 
@@ -311,6 +321,38 @@ func TestWriteCacheMode(t *testing.T) {
 	}
 	if g, _ := d2.tr.Load(configBase+0x10, 4); g != 2|16<<16|63<<24 {
 		t.Fatalf("geometry %#x", g)
+	}
+}
+
+func TestLostKickIsRecovered(t *testing.T) {
+	recheckDelay = 50 * time.Millisecond
+	defer func() { recheckDelay = time.Millisecond }()
+	disk := &memDisk{data: make([]byte, 8192)}
+	d := setup(t, disk, featureEventIdx)
+	d.request(blkTFlush, 0, nil, false)
+	d.tr.Release()
+	hdr := uint64(ramBase + 0x20000)
+	var h [16]byte
+	binary.LittleEndian.PutUint32(h[0:], blkTFlush)
+	d.ram.WriteAt(h[:], hdr)
+	flush := []Segment{{hdr, 16}, {ramBase + 0x40000, 1}}
+	d.submit(flush, []bool{false, true})
+	deadline := time.Now().Add(5 * time.Second)
+	for d.get16(d.used()+2) != 2 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	d.submitQuiet(flush, []bool{false, true}) // the worker just went idle
+	for d.get16(d.used()+2) != 3 {
+		if time.Now().After(deadline) {
+			t.Fatal("request without a kick was never processed")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	// Quiesce takes up unkicked requests too.
+	d.submitQuiet(flush, []bool{false, true})
+	d.tr.Quiesce()
+	if d.get16(d.used()+2) != 4 {
+		t.Fatal("Quiesce left an available request")
 	}
 }
 
