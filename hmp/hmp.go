@@ -144,10 +144,13 @@ func (c *Commands) execute(ctx context.Context, line string) string {
 			return c.helpPrefix("info ")
 		}
 		sub, subRest, subEnd := commandName(rest)
+		off := strings.Index(line, rest)
 		e, ok := c.lookup("info " + sub)
 		if !ok {
-			off := strings.Index(line, rest)
 			return fmt.Sprintf("unknown command: '%s'\n", line[:off+subEnd])
+		}
+		if msg, bad := extraneous(e, subRest, line[:off+subEnd]); bad {
+			return msg
 		}
 		return run(ctx, e, subRest)
 	}
@@ -155,7 +158,23 @@ func (c *Commands) execute(ctx context.Context, line string) string {
 	if !ok {
 		return fmt.Sprintf("unknown command: '%s'\n", line[:end])
 	}
+	if msg, bad := extraneous(e, rest, line[:end]); bad {
+		return msg
+	}
 	return run(ctx, e, rest)
+}
+
+// extraneous refuses arguments to a command that takes none, with QEMU's text: the
+// command's name, then a pointer to help for the line up to the command.
+func extraneous(e entry, args, upTo string) (string, bool) {
+	if args == "" {
+		return "", false
+	}
+	if params, _ := splitHelp(e.display, e.help); params != "" {
+		return "", false
+	}
+	return fmt.Sprintf("%s: extraneous characters at the end of line\nTry \"help %s\" for more information\n",
+		strings.TrimPrefix(e.display, "info "), strings.TrimRight(upTo, " \t")), true
 }
 
 func run(ctx context.Context, e entry, args string) (out string) {
@@ -174,10 +193,9 @@ func run(ctx context.Context, e entry, args string) (out string) {
 	return out
 }
 
-// helpLine formats like QEMU: "name params -- text", so an empty params gives two spaces.
-func helpLine(name string, e entry) string {
-	help := e.help
-	// Accept help texts that repeat the command name ("savevm [tag] -- ...").
+// splitHelp separates a help text into its parameter synopsis and description. The text
+// may repeat the command name ("savevm [tag] -- ...").
+func splitHelp(name, help string) (params, text string) {
 	for _, alias := range strings.Split(strings.TrimPrefix(name, "info "), "|") {
 		full := alias
 		if strings.HasPrefix(name, "info ") {
@@ -185,19 +203,21 @@ func helpLine(name string, e entry) string {
 		}
 		if rest, ok := strings.CutPrefix(help, full+" "); ok {
 			help = strings.TrimLeft(rest, " ")
-			if strings.HasPrefix(help, "-- ") || !strings.Contains(help, " -- ") {
-				help = strings.TrimPrefix(help, "-- ")
-				return name + "  -- " + help + "\n"
-			}
 			break
 		}
 	}
-	params, text := "", help
 	if rest, ok := strings.CutPrefix(help, "-- "); ok {
-		text = rest
-	} else if p, t, ok := strings.Cut(help, " -- "); ok {
-		params, text = p, t
+		return "", rest
 	}
+	if p, t, ok := strings.Cut(help, " -- "); ok {
+		return p, t
+	}
+	return "", help
+}
+
+// helpLine formats like QEMU: "name params -- text", so an empty params gives two spaces.
+func helpLine(name string, e entry) string {
+	params, text := splitHelp(name, e.help)
 	return name + " " + params + " -- " + text + "\n"
 }
 
