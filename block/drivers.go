@@ -15,8 +15,9 @@ import (
 // written in place. Reads past the end of the file return zeros, as QEMU's
 // file-posix pads short reads.
 type fileDriver struct {
-	f   *os.File
-	len atomic.Int64 // cached length; grows with writes past the end
+	f    *os.File
+	len  atomic.Int64 // cached length; grows with writes past the end
+	lock *ImageLock   // QEMU image locks, when the graph takes them
 }
 
 func openFileDriver(path string, readOnly bool) (*fileDriver, error) {
@@ -96,7 +97,10 @@ func (d *fileDriver) discard(off, n int64) error {
 
 func (d *fileDriver) flush() error { return d.f.Sync() }
 func (d *fileDriver) size() int64  { return d.len.Load() }
-func (d *fileDriver) close() error { return d.f.Close() }
+func (d *fileDriver) close() error {
+	d.lock.Release()
+	return d.f.Close()
+}
 
 // actualSize is the host space the file occupies (qemu-img's "disk size").
 func (d *fileDriver) actualSize() int64 {

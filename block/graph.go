@@ -24,6 +24,7 @@ type Graph struct {
 	byName   map[string]*Node
 	backends []*Backend
 	autoSeq  uint64
+	locking  bool // take QEMU's image locks on file nodes (SetImageLocking)
 
 	// Request accounting for Drain; see backend.go.
 	ioMu     sync.Mutex
@@ -203,6 +204,13 @@ func (op *opening) open(o Options, inheritRO *bool, monitorOwned bool) (*Node, e
 		d, err := openFileDriver(o.Filename, ro)
 		if err != nil {
 			return nil, fmt.Errorf("Could not open '%s': %s", o.Filename, errnoText(err))
+		}
+		if op.g.locking && o.Locking != "off" {
+			// qcow2 content needs its metadata left alone by others.
+			if d.lock, err = LockImage(o.Filename, !ro, qcow2.Probe(d.f)); err != nil {
+				d.close()
+				return nil, err
+			}
 		}
 		n.filename = o.Filename
 		n.drv = d
@@ -403,6 +411,14 @@ func (g *Graph) SetReadOnly(n *Node, ro bool) error {
 		// Its file descriptors were opened read-only.
 		return ErrReadOnly
 	}
+	if ro {
+		// A read-only user lets other processes read the image again.
+		for x := n; x != nil; x = x.file {
+			if fd, ok := x.drv.(*fileDriver); ok {
+				fd.lock.Downgrade()
+			}
+		}
+	}
 	n.readOnly.Store(ro)
 	return nil
 }
@@ -417,4 +433,15 @@ func (g *Graph) Close() error {
 	}
 	g.nodes, g.byName, g.backends = nil, map[string]*Node{}, nil
 	return err
+}
+
+// SetImageLocking makes file nodes opened from now on take QEMU's image
+// locks (see LockImage), as QEMU does by default, so qemu-img refuses to
+// modify a disk the VM uses and opening a disk another process writes
+// fails with "Failed to get "write" lock". A node with locking=off is
+// exempt. Off by default.
+func (g *Graph) SetImageLocking(on bool) {
+	g.mu.Lock()
+	g.locking = on
+	g.mu.Unlock()
 }

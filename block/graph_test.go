@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -326,5 +327,46 @@ func TestReplaceRoot(t *testing.T) {
 	}
 	if _, err := g.NewBackend("d0", c); err == nil || err.Error() != "Device with id 'd0' already exists" {
 		t.Errorf("duplicate backend: %v", err)
+	}
+}
+
+// TestImageLocking: with locking on, a second writer of the same file is
+// refused with QEMU's text, qemu-img cannot open a qcow2 image being
+// written, and a node made read-only lets readers in again.
+func TestImageLocking(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "l.qcow2")
+	if out, err := exec.Command("qemu-img", "create", "-q", "-f", "qcow2", p, "1M").CombinedOutput(); err != nil {
+		t.Fatalf("qemu-img: %v %s (install it with scripts/setup.sh (Debian package qemu-utils / qemu-system-misc))", err, out)
+	}
+	g := NewGraph()
+	defer g.Close()
+	g.SetImageLocking(true)
+	n, err := g.Add(mustArg(t, "driver=qcow2,node-name=a,file.driver=file,file.filename="+p))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.Add(mustArg(t, "driver=qcow2,node-name=b,file.driver=file,file.filename="+p)); err == nil || err.Error() != `Failed to get "write" lock` {
+		t.Errorf("second writer: %v", err)
+	}
+	if _, err := g.Add(mustArg(t, "driver=qcow2,node-name=c,read-only=on,file.driver=file,file.filename="+p)); err == nil || err.Error() != `Failed to get shared "write" lock` {
+		t.Errorf("reader of a written file: %v", err)
+	}
+	if out, err := exec.Command("qemu-img", "info", p).CombinedOutput(); err == nil || !strings.Contains(string(out), `Failed to get shared "write" lock`) {
+		t.Errorf("qemu-img info while written: %v %s", err, out)
+	}
+	if err := g.SetReadOnly(n, true); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("qemu-img", "info", p).CombinedOutput(); err != nil {
+		t.Errorf("qemu-img info after the node became read-only: %v %s", err, out)
+	}
+	if out, err := exec.Command("qemu-io", "-c", "write 0 4k", p).CombinedOutput(); err == nil || !strings.Contains(string(out), `"write" lock`) {
+		t.Errorf("qemu-io write to a read-only-used qcow2: %v %s", err, out)
+	}
+	if err := g.Del("a"); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("qemu-io", "-c", "write 0 4k", p).CombinedOutput(); err != nil {
+		t.Errorf("qemu-io write after the node went: %v %s", err, out)
 	}
 }

@@ -95,7 +95,7 @@ func runCheck(e *env, args []string) error {
 		return fail("Could not open '%s': Unknown driver '%s'", filename, format)
 	}
 
-	if err := e.lockImage(filename, repair != qcow2.RepairNone); err != nil {
+	if err := e.lockImage(filename, repair != qcow2.RepairNone, true); err != nil {
 		return fail("%v", err)
 	}
 	res, err := qcow2.Check(filename, repair)

@@ -30,6 +30,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/snapvm/snapvm/block"
 )
 
 // Prog is the name messages are prefixed with.
@@ -57,8 +59,8 @@ func usageErr(format string, args ...any) error {
 // env is what a subcommand runs with.
 type env struct {
 	stdout, stderr io.Writer
-	forceShare     bool       // -U: read without QEMU's "write" lock check
-	locks          []*os.File // QEMU image locks held until Main returns
+	forceShare     bool               // -U: read without QEMU's "write" lock check
+	locks          []*block.ImageLock // QEMU image locks held until Main returns
 }
 
 func (e *env) warn(format string, args ...any) {

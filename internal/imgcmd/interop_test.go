@@ -395,7 +395,7 @@ func TestImageLocks(t *testing.T) {
 	}
 	defer f.Close()
 	for deadline := time.Now().Add(4 * time.Second); ; {
-		lk := unix.Flock_t{Type: unix.F_WRLCK, Start: lockPermBase + permWrite, Len: 1}
+		lk := unix.Flock_t{Type: unix.F_WRLCK, Start: 101, Len: 1} // QEMU: write permission held
 		if err := unix.FcntlFlock(f.Fd(), unix.F_OFD_GETLK, &lk); err != nil {
 			t.Fatal(err)
 		}
@@ -422,7 +422,7 @@ func TestImageLocks(t *testing.T) {
 
 	// snapvm-img holding it keeps qemu-img out, until it is done.
 	e := &env{stdout: &bytes.Buffer{}, stderr: &bytes.Buffer{}}
-	if err := e.lockImage(filepath.Join(dir, "l.qcow2"), true); err != nil {
+	if err := e.lockImage(filepath.Join(dir, "l.qcow2"), true, true); err != nil {
 		t.Fatal(err)
 	}
 	if _, errs, code := tool(t, dir, "qemu-img", "info", "l.qcow2"); code == 0 || !strings.Contains(errs, `Failed to get shared "write" lock`) {

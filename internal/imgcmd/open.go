@@ -57,7 +57,7 @@ func openImage(e *env, filename, format string, readOnly, noBacking bool) (*bloc
 		return nil, nil, fmt.Errorf("Could not open '%s': Unknown driver '%s'", filename, format)
 	}
 	if e != nil {
-		if err := e.lockImage(filename, !readOnly); err != nil {
+		if err := e.lockImage(filename, !readOnly, format == "qcow2"); err != nil {
 			return nil, nil, err
 		}
 	}
