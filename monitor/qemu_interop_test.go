@@ -4,16 +4,20 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"sort"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/snapvm/snapvm/machine"
+	"github.com/snapvm/snapvm/snapshot"
+	"github.com/snapvm/snapvm/snapshotcmd"
 )
 
 // wireInputs are sent to QEMU 7.2 and to snapvm; every answer must be the same JSON.
@@ -218,4 +222,179 @@ func TestWireMatchesQEMU(t *testing.T) {
 		}
 	}
 	_ = os.Remove(sock)
+}
+
+// schemaIndex is a query-qmp-schema answer indexed by type name.
+type schemaIndex map[string]map[string]any
+
+func loadSchema(t *testing.T, w *wireConn) schemaIndex {
+	t.Helper()
+	w.conn.SetWriteDeadline(time.Now().Add(20 * time.Second))
+	w.conn.Write([]byte(`{"execute": "query-qmp-schema", "id": "schema"}`))
+	for {
+		var resp struct {
+			ID     any              `json:"id"`
+			Return []map[string]any `json:"return"`
+		}
+		if err := json.Unmarshal(w.line(), &resp); err != nil {
+			t.Fatal(err)
+		}
+		if resp.ID != "schema" {
+			continue
+		}
+		idx := schemaIndex{}
+		for _, e := range resp.Return {
+			idx[e["name"].(string)] = e
+		}
+		return idx
+	}
+}
+
+// shapeDiff compares type ours (in snapvm's schema) with theirs (in QEMU's): object
+// members by name and optionality, arrays by element, recursively. QEMU members snapvm
+// lacks are reported only when mandatory in QEMU (a client may rely on them).
+func shapeDiff(path, ours, theirs string, os, qs schemaIndex, seen map[string]bool, out *[]string) {
+	if seen[ours+"/"+theirs] {
+		return
+	}
+	seen[ours+"/"+theirs] = true
+	o, q := os[ours], qs[theirs]
+	if o == nil || q == nil {
+		return
+	}
+	om, qm := o["meta-type"], q["meta-type"]
+	if om == "builtin" && ours == "any" || qm == "builtin" && theirs == "any" {
+		return
+	}
+	// A string and an enum look the same on the wire.
+	strLike := func(name string, m any) bool { return m == "enum" || m == "builtin" && name == "str" }
+	if strLike(ours, om) && strLike(theirs, qm) {
+		return
+	}
+	if qm == "alternate" || qm == "union" || om != qm && !(om == "object" && qm == "object") {
+		if !(om == "builtin" && qm == "builtin") && !(om == "enum" && qm == "enum") {
+			*out = append(*out, path+": snapvm "+om.(string)+", QEMU "+qm.(string))
+		}
+		return
+	}
+	switch om {
+	case "array":
+		shapeDiff(path+"[]", o["element-type"].(string), q["element-type"].(string), os, qs, seen, out)
+	case "enum":
+		qv := map[string]bool{}
+		for _, v := range q["values"].([]any) {
+			qv[v.(string)] = true
+		}
+		for _, v := range o["values"].([]any) {
+			if !qv[v.(string)] {
+				*out = append(*out, path+": value "+v.(string)+" unknown to QEMU")
+			}
+		}
+	case "object":
+		qmem := map[string]map[string]any{}
+		for _, m := range q["members"].([]any) {
+			mm := m.(map[string]any)
+			qmem[mm["name"].(string)] = mm
+		}
+		omem := map[string]bool{}
+		for _, m := range o["members"].([]any) {
+			mm := m.(map[string]any)
+			name := mm["name"].(string)
+			omem[name] = true
+			qq, ok := qmem[name]
+			if !ok {
+				// Members of a union's variants live in other objects; only flag
+				// plain objects.
+				if q["variants"] == nil {
+					*out = append(*out, path+"."+name+": not in QEMU")
+				}
+				continue
+			}
+			_, oOpt := mm["default"]
+			_, qOpt := qq["default"]
+			if oOpt != qOpt {
+				*out = append(*out, fmt.Sprintf("%s.%s: optional=%v, QEMU optional=%v", path, name, oOpt, qOpt))
+			}
+			shapeDiff(path+"."+name, mm["type"].(string), qq["type"].(string), os, qs, seen, out)
+		}
+		for name, qq := range qmem {
+			if _, opt := qq["default"]; !opt && !omem[name] {
+				*out = append(*out, path+"."+name+": mandatory in QEMU, missing")
+			}
+		}
+	}
+}
+
+// TestSchemaMatchesQEMU checks that every command and event snapvm offers exists in
+// QEMU 7.2 with the same argument and return members (names and optionality).
+func TestSchemaMatchesQEMU(t *testing.T) {
+	qemu, err := exec.LookPath("qemu-system-riscv64")
+	if err != nil {
+		t.Fatal("qemu-system-riscv64 not found: install it with scripts/setup.sh (Debian package qemu-system-misc)")
+	}
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "qemu.qmp")
+	cmd := exec.Command(qemu, "-M", "virt", "-bios", "none", "-nodefaults", "-display", "none", "-S",
+		"-qmp", "unix:"+sock+",server=on,wait=off")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	}()
+	var qc net.Conn
+	for i := 0; ; i++ {
+		if qc, err = net.Dial("unix", sock); err == nil {
+			break
+		}
+		if i > 1000 {
+			t.Fatalf("QEMU's QMP socket: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	defer qc.Close()
+	q := &wireConn{t: t, conn: qc, r: bufio.NewReader(qc)}
+	q.line()
+	q.exchange(`{"execute": "qmp_capabilities"}`)
+	qs := loadSchema(t, q)
+
+	e := newEnv(t, machine.Config{StartPaused: true})
+	// The snapshot commands too: they are registered the way cmd/snapvm does.
+	snapshotcmd.Register(e.mon.Server(), e.mon.Jobs(), e.mon.HMP(), &snapshot.Manager{VM: e.m, Disks: snapshotcmd.Disks(e.g)})
+	a, b := net.Pipe()
+	go e.mon.Server().ServeConn(b)
+	defer a.Close()
+	s := &wireConn{t: t, conn: a, r: bufio.NewReader(a)}
+	s.line()
+	s.exchange(`{"execute": "qmp_capabilities"}`)
+	os := loadSchema(t, s)
+	if os["snapshot-save"] == nil {
+		t.Fatal("snapshot commands not registered")
+	}
+
+	var diffs []string
+	seen := map[string]bool{}
+	for name, o := range os {
+		mt := o["meta-type"]
+		if mt != "command" && mt != "event" {
+			continue
+		}
+		q, ok := qs[name]
+		if !ok || q["meta-type"] != mt {
+			diffs = append(diffs, name+": not a QEMU 7.2 "+mt.(string))
+			continue
+		}
+		if name == "query-qmp-schema" || name == "blockdev-add" {
+			continue // opaque on purpose, see docs/compat.md
+		}
+		shapeDiff(name+"(args)", o["arg-type"].(string), q["arg-type"].(string), os, qs, seen, &diffs)
+		if mt == "command" {
+			shapeDiff(name+"(ret)", o["ret-type"].(string), q["ret-type"].(string), os, qs, seen, &diffs)
+		}
+	}
+	sort.Strings(diffs)
+	for _, d := range diffs {
+		t.Error(d)
+	}
 }
