@@ -184,9 +184,13 @@ func Cleanup() {
 }
 
 // Snapvm builds ./cmd/snapvm once per test binary into a temporary
-// directory and returns the executable's path.
+// directory and returns the executable's path. SNAPVM_BIN=/path/to/snapvm
+// uses that binary instead.
 func Snapvm(t testing.TB) string {
 	t.Helper()
+	if p := os.Getenv("SNAPVM_BIN"); p != "" {
+		return p
+	}
 	buildOnce.Do(func() {
 		root, err := ModuleRoot()
 		if err != nil {
