@@ -215,9 +215,36 @@ func (t *Transport) availPendingLocked() bool {
 func (t *Transport) recheckRings() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if !t.held && !t.closed && !t.pending && !t.busy && t.availPendingLocked() {
+	if t.held || t.closed || t.pending || t.busy {
+		return
+	}
+	if t.availPendingLocked() {
 		t.pending = true
 		t.cond.Broadcast()
+		return
+	}
+	t.recheckInterruptsLocked()
+}
+
+// recheckInterruptsLocked raises an interrupt the driver asked for through
+// used_event after the worker had already decided against it (the same
+// missing-barrier window as for kicks, on the interrupt side).
+func (t *Transport) recheckInterruptsLocked() {
+	if t.guestFeatures&featureEventIdx == 0 || t.broken || t.status&statusDriverOK == 0 {
+		return
+	}
+	for i := range t.queues {
+		q := &t.queues[i]
+		if !q.ready() || q.irqUsed == q.usedIdx {
+			continue
+		}
+		event, err := t.u16(q.availAddr() + 4 + 2*uint64(q.num))
+		if err != nil || q.usedIdx-event-1 >= q.usedIdx-q.irqUsed {
+			continue
+		}
+		q.irqUsed = q.usedIdx
+		t.isr |= isrUsedBuffer
+		t.setIRQLocked(true)
 	}
 }
 

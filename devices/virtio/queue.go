@@ -31,6 +31,7 @@ type queue struct {
 	usedIdx        uint16 // saved: next used entry the device will write
 	signalledUsed  uint16 // saved: used index at the last interrupt (EVENT_IDX)
 	signalledValid bool   // saved
+	irqUsed        uint16 // derived: used index when the interrupt was last raised
 }
 
 func (q *queue) ready() bool { return q.desc != 0 && q.num != 0 && q.align != 0 }
@@ -363,6 +364,7 @@ func (t *Transport) drainQueueLocked(qi int) {
 			return
 		}
 		if notify {
+			t.queues[qi].irqUsed = t.queues[qi].usedIdx
 			t.isr |= isrUsedBuffer
 			t.setIRQLocked(true)
 		}

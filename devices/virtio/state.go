@@ -100,7 +100,7 @@ func (t *Transport) Restore(st State) error {
 	}
 	for i, q := range st.Queues {
 		t.queues[i] = queue{num: q.Num, align: q.Align, desc: q.Desc, lastAvail: q.LastAvail,
-			usedIdx: q.UsedIdx, signalledUsed: q.SignalledUsed, signalledValid: q.SignalledValid}
+			usedIdx: q.UsedIdx, signalledUsed: q.SignalledUsed, signalledValid: q.SignalledValid, irqUsed: q.UsedIdx}
 	}
 	t.setIRQLocked(st.IRQ)
 	return nil
