@@ -212,15 +212,54 @@ func TestWireMatchesQEMU(t *testing.T) {
 	s.line()
 	s.exchange(`{"execute": "qmp_capabilities"}`)
 
-	for _, in := range wireInputs {
-		want := q.exchange(in)
-		got := s.exchange(in)
-		if !reflect.DeepEqual(got, want) {
-			gj, _ := json.Marshal(got)
-			wj, _ := json.Marshal(want)
-			t.Errorf("input %q\n snapvm %s\n QEMU   %s", in, gj, wj)
+	compare := func(q, s *wireConn, inputs []string) {
+		for _, in := range inputs {
+			want := q.exchange(in)
+			got := s.exchange(in)
+			if !reflect.DeepEqual(got, want) {
+				gj, _ := json.Marshal(got)
+				wj, _ := json.Marshal(want)
+				t.Errorf("input %q\n snapvm %s\n QEMU   %s", in, gj, wj)
+			}
 		}
 	}
+	compare(q, s, wireInputs)
+
+	// Capability negotiation mode, on fresh connections (QEMU serves one client per
+	// socket at a time, so its first one is closed).
+	qc.Close()
+	var qc2 net.Conn
+	for i := 0; ; i++ {
+		if qc2, err = net.Dial("unix", sock); err == nil {
+			break
+		}
+		if i > 1000 {
+			t.Fatalf("QEMU's QMP socket: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	defer qc2.Close()
+	q2 := &wireConn{t: t, conn: qc2, r: bufio.NewReader(qc2)}
+	q2.line()
+	a2, b2 := net.Pipe()
+	go e.mon.Server().ServeConn(b2)
+	defer a2.Close()
+	s2 := &wireConn{t: t, conn: a2, r: bufio.NewReader(a2)}
+	s2.line()
+	compare(q2, s2, []string{
+		`{"execute": "query-status", "id": 1}`,
+		`{"execute": "query-status", "arguments": {"x": 1}}`,
+		`{"execute": "nosuch"}`,
+		`{"execute": 1}`,
+		`{"id": 2}`,
+		`{"execute": "qmp_capabilities", "arguments": {"x": 1}}`,
+		`{"execute": "qmp_capabilities", "arguments": {"enable": "oob"}}`,
+		`{"execute": "qmp_capabilities", "arguments": {"enable": ["foo"]}}`,
+		`{"execute": "qmp_capabilities", "arguments": {"enable": [1]}}`,
+		`{"execute": "qmp_capabilities", "id": "neg"}`,
+		`{"execute": "qmp_capabilities"}`,
+		`{"execute": "query-name"}`,
+	})
 	_ = os.Remove(sock)
 }
 
