@@ -288,6 +288,10 @@ func New(cfg Config) (*Machine, error) {
 		return nil, fmt.Errorf("machine: %w", err)
 	}
 	m.fdtAddr = fdtAddress(cfg.RAMSize, len(m.fdt))
+	if overlap(m.segs, []segment{{addr: m.fdtAddr, size: uint64(len(m.fdt))}}) {
+		m.Close()
+		return nil, fmt.Errorf("machine: the images overlap the device tree at %#x", m.fdtAddr)
+	}
 	m.bus.rom = resetROM(m.fdtAddr, kernelLow)
 	if err := m.loadImages(); err != nil {
 		m.Close()

@@ -452,6 +452,9 @@ func TestKernelErrors(t *testing.T) {
 	if _, err := New(Config{Kernel: make([]byte, 2<<20), RAMSize: 1 << 20}); err == nil {
 		t.Fatal("image larger than RAM accepted")
 	}
+	if _, err := New(Config{Kernel: make([]byte, 4<<20), RAMSize: 4 << 20}); err == nil {
+		t.Fatal("image covering the device tree accepted")
+	}
 }
 
 func TestFirmwareAndKernelPlacement(t *testing.T) {

@@ -76,7 +76,7 @@ func TestSnapshotRoundTrip(t *testing.T) {
 // FuzzLoadSection feeds arbitrary bytes to every section of a paused
 // machine: loads may fail but must not panic or hang.
 func FuzzLoadSection(f *testing.F) {
-	m, err := New(Config{Kernel: regCounterGuest(), RAMSize: 1 << 20, StartPaused: true})
+	m, err := New(Config{Kernel: regCounterGuest(), RAMSize: 4 << 20, StartPaused: true})
 	if err != nil {
 		f.Fatal(err)
 	}
