@@ -93,8 +93,8 @@ func checkStorage(f storage, path string, repair RepairMode) (*CheckResult, erro
 	c.checkCopied(repair == RepairAll)
 	if incomplete && repair == RepairAll && c.res.Corruptions == 0 {
 		// Rewriting the table stores every entry with the full 24 bytes of extra data.
-		if err := img.switchTrees(&treeSwitch{release: []tree{img.activeTree()}, activeL1: img.l1,
-			snaps: img.snaps, size: img.hdr.Size}); err != nil {
+		if err := img.switchTrees(&treeSwitch{activeL1: img.l1, snaps: img.snaps,
+			size: img.hdr.Size, keepActive: true}); err != nil {
 			return c.res, err
 		}
 	}

@@ -42,6 +42,10 @@ type treeSwitch struct {
 	vmOff, vmLen int64    // guest range discarded in the new active tree (vm state)
 	snaps        []snapshot
 	size         uint64
+	// keepActive: activeL1 is the current active tree, which stays referenced; only its
+	// COPIED flags may change. Its references are then not counted out and back in, and
+	// release must not contain it (its L1 table is released by the switch itself).
+	keepActive bool
 }
 
 // txn accumulates refcount changes of one switch.
@@ -213,9 +217,16 @@ func (img *Image) switchTrees(ts *treeSwitch) error {
 			if e&oflagCompressed == 0 && int64(e&l2eOffsetMask)%img.cs != 0 {
 				return formatErr(src+j*8, "L2 entry %#x: cluster offset not aligned", e)
 			}
-			x.addEntry(e, 1)
+			if !ts.keepActive {
+				x.addEntry(e, 1)
+			}
 		}
-		x.add(src>>img.clusterBits, 1)
+		if !ts.keepActive {
+			x.add(src>>img.clusterBits, 1)
+		}
+	}
+	if ts.keepActive {
+		x.addRange(img.l1Off, int64(len(img.l1))*8, -1) // replaced by the new L1 below
 	}
 	// Pass 2: COPIED flags from the final refcounts (allocations below only take clusters
 	// no tree references, so they cannot change). A table that stays exclusively owned and

@@ -393,9 +393,10 @@ func (img *Image) DeleteSnapshot(id, name string) error {
 	snaps = append(snaps, img.snaps[:idx]...)
 	snaps = append(snaps, img.snaps[idx+1:]...)
 	return img.switchTrees(&treeSwitch{
-		release:  []tree{st, img.activeTree()},
-		activeL1: img.l1,
-		snaps:    snaps,
-		size:     img.hdr.Size,
+		release:    []tree{st},
+		activeL1:   img.l1,
+		snaps:      snaps,
+		size:       img.hdr.Size,
+		keepActive: true,
 	})
 }
