@@ -149,6 +149,10 @@ func (j *Job) work(run func(ctx context.Context, j *Job) error) {
 		j.abortLocked(err)
 		return
 	}
+	// The work is complete: progress says so even if the total was an estimate.
+	if j.current < j.total {
+		j.current = j.total
+	}
 	j.transition(StatusWaiting)
 	j.transition(StatusPending)
 	if !j.opts.ManualFinalize {

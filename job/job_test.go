@@ -380,6 +380,28 @@ func TestQueryNewestFirst(t *testing.T) {
 	}
 }
 
+func TestProgressCompleteOnSuccess(t *testing.T) {
+	m := NewManager(nil)
+	j, _ := m.Create("p", "t", Options{ManualDismiss: true}, func(ctx context.Context, j *Job) error {
+		j.SetTotal(100)
+		j.Progress(60)
+		return nil
+	})
+	<-j.Done()
+	if in := j.Info(); in.CurrentProgress != 100 || in.TotalProgress != 100 {
+		t.Fatalf("progress %d/%d", in.CurrentProgress, in.TotalProgress)
+	}
+	j, _ = m.Create("q", "t", Options{ManualDismiss: true}, func(ctx context.Context, j *Job) error {
+		j.SetTotal(100)
+		j.Progress(60)
+		return errors.New("failed")
+	})
+	<-j.Done()
+	if in := j.Info(); in.CurrentProgress != 60 || in.TotalProgress != 100 {
+		t.Fatalf("failed job progress %d/%d", in.CurrentProgress, in.TotalProgress)
+	}
+}
+
 func TestPanickingWorkAborts(t *testing.T) {
 	m := NewManager(nil)
 	j, _ := m.Create("x", "t", Options{ManualDismiss: true}, func(ctx context.Context, j *Job) error { panic("bug") })
