@@ -31,6 +31,13 @@ type fileArgs struct {
 
 // startServer runs a QMP server with a job-creating command on a unix socket.
 func startServer(t *testing.T) string {
+	path, _ := startServers(t)
+	return path
+}
+
+// startServers is startServer plus a tcp listener on the same server; it returns both
+// addresses in snapvm-qmp's spelling (path, tcp:HOST:PORT).
+func startServers(t *testing.T) (string, string) {
 	t.Helper()
 	s := qmp.NewServer(qmp.ServerOptions{Package: "snapvm test", Logger: slog.New(slog.DiscardHandler)})
 	jobs := job.NewManager(s.Emit)
@@ -66,8 +73,13 @@ func startServer(t *testing.T) string {
 		t.Fatal(err)
 	}
 	go s.Serve(l)
+	lt, err := qmp.Listen("tcp:127.0.0.1:0,server=on,wait=off")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Serve(lt)
 	t.Cleanup(func() { s.Close() })
-	return path
+	return path, "tcp:" + lt.Addr().String()
 }
 
 func run(t *testing.T, stdin string, args ...string) (int, string, string) {
@@ -78,17 +90,23 @@ func run(t *testing.T, stdin string, args ...string) (int, string, string) {
 }
 
 func TestOneShot(t *testing.T) {
-	path := startServer(t)
-	code, out, _ := run(t, "", path, "query-version")
-	if code != 0 || !strings.Contains(out, `"package": "snapvm test"`) {
-		t.Fatalf("query-version: %d %q", code, out)
+	path, tcp := startServers(t)
+	for _, target := range []string{path, "unix:" + path, tcp} {
+		code, out, _ := run(t, "", target, "query-version")
+		if code != 0 || !strings.Contains(out, `"package": "snapvm test"`) {
+			t.Fatalf("query-version on %s: %d %q", target, code, out)
+		}
+	}
+	code, out, errs := run(t, "", "unix:/nonexistent/sock", "query-version")
+	if code != 1 || !strings.Contains(errs, "snapvm-qmp: unix:/nonexistent/sock:") {
+		t.Fatalf("bad socket: %d %q %q", code, out, errs)
 	}
 	code, out, _ = run(t, "", "unix:"+path, "human-monitor-command", "command-line=info status")
 	if code != 0 || out != "VM status: running\n" {
 		t.Fatalf("hmp: %d %q", code, out)
 	}
 	// Errors: exit 1 and the description on stderr.
-	code, _, errs := run(t, "", path, "no-such-command")
+	code, _, errs = run(t, "", path, "no-such-command")
 	if code != 1 || !strings.Contains(errs, "The command no-such-command has not been found (CommandNotFound)") {
 		t.Fatalf("unknown command: %d %q", code, errs)
 	}
