@@ -42,7 +42,7 @@ func (s *Server) registerBuiltins() {
 		}
 		return out, nil
 	})
-	Register(s, "query-qmp-schema", func(context.Context, struct{}) ([]any, error) {
+	Register(s, "query-qmp-schema", func(context.Context, struct{}) ([]SchemaInfo, error) {
 		return s.Schema(), nil
 	})
 }

@@ -6,50 +6,27 @@ import (
 	"strconv"
 )
 
-// The SchemaInfo records of query-qmp-schema, one Go type per meta-type so each carries
-// exactly the members QEMU's introspection defines for it.
-type (
-	schemaCommand struct {
-		Name     string `json:"name"`
-		MetaType string `json:"meta-type"`
-		ArgType  string `json:"arg-type"`
-		RetType  string `json:"ret-type"`
-	}
-	schemaEvent struct {
-		Name     string `json:"name"`
-		MetaType string `json:"meta-type"`
-		ArgType  string `json:"arg-type"`
-	}
-	schemaObject struct {
-		Name     string         `json:"name"`
-		MetaType string         `json:"meta-type"`
-		Members  []schemaMember `json:"members"`
-	}
-	schemaMember struct {
-		Name    string           `json:"name"`
-		Type    string           `json:"type"`
-		Default *json.RawMessage `json:"default,omitempty"` // null for optional members
-	}
-	schemaEnum struct {
-		Name     string             `json:"name"`
-		MetaType string             `json:"meta-type"`
-		Members  []schemaEnumMember `json:"members"`
-		Values   []string           `json:"values"`
-	}
-	schemaEnumMember struct {
-		Name string `json:"name"`
-	}
-	schemaArray struct {
-		Name        string `json:"name"`
-		MetaType    string `json:"meta-type"`
-		ElementType string `json:"element-type"`
-	}
-	schemaBuiltin struct {
-		Name     string `json:"name"`
-		MetaType string `json:"meta-type"`
-		JSONType string `json:"json-type"`
-	}
-)
+// SchemaInfo is one record of query-qmp-schema (QEMU's SchemaInfo union flattened):
+// which members are present depends on meta-type, exactly as in QEMU's introspection.
+type SchemaInfo struct {
+	Name        string          `json:"name"`
+	MetaType    string          `json:"meta-type"`
+	ArgType     *string         `json:"arg-type,omitempty"`     // command, event
+	RetType     *string         `json:"ret-type,omitempty"`     // command
+	Members     *[]SchemaMember `json:"members,omitempty"`      // object, enum
+	Values      *[]string       `json:"values,omitempty"`       // enum
+	ElementType *string         `json:"element-type,omitempty"` // array
+	JSONType    *string         `json:"json-type,omitempty"`    // builtin
+}
+
+// SchemaMember is a member of an object (name, type, default) or of an enum (name).
+type SchemaMember struct {
+	Name    string           `json:"name"`
+	Type    *string          `json:"type,omitempty"`
+	Default *json.RawMessage `json:"default,omitempty"` // null for optional members
+}
+
+func strp(s string) *string { return &s }
 
 var jsonNull = json.RawMessage("null")
 
@@ -59,15 +36,15 @@ type schemaBuilder struct {
 	names map[reflect.Type]string
 	seen  map[string]bool
 	next  int
-	types []any
+	types []SchemaInfo
 }
 
 // Schema returns the query-qmp-schema records: commands and events sorted by name, then
 // every type they use.
-func (s *Server) Schema() []any {
+func (s *Server) Schema() []SchemaInfo {
 	b := &schemaBuilder{names: map[reflect.Type]string{}, seen: map[string]bool{}}
 	b.typeName(emptyStruct) // the empty object is "0", as in QEMU
-	var out []any
+	var out []SchemaInfo
 	s.mu.Lock()
 	cmds := make(map[string]*command, len(s.commands))
 	for k, v := range s.commands {
@@ -80,10 +57,10 @@ func (s *Server) Schema() []any {
 	s.mu.Unlock()
 	for _, n := range s.Commands() {
 		c := cmds[n]
-		out = append(out, schemaCommand{Name: n, MetaType: "command", ArgType: b.typeName(c.argType), RetType: b.typeName(c.retType)})
+		out = append(out, SchemaInfo{Name: n, MetaType: "command", ArgType: strp(b.typeName(c.argType)), RetType: strp(b.typeName(c.retType))})
 	}
 	for _, n := range s.Events() {
-		out = append(out, schemaEvent{Name: n, MetaType: "event", ArgType: b.typeName(evs[n])})
+		out = append(out, SchemaInfo{Name: n, MetaType: "event", ArgType: strp(b.typeName(evs[n]))})
 	}
 	return append(out, b.types...)
 }
@@ -91,7 +68,7 @@ func (s *Server) Schema() []any {
 func (b *schemaBuilder) builtin(name, jsonType string) string {
 	if !b.seen[name] {
 		b.seen[name] = true
-		b.types = append(b.types, schemaBuiltin{Name: name, MetaType: "builtin", JSONType: jsonType})
+		b.types = append(b.types, SchemaInfo{Name: name, MetaType: "builtin", JSONType: strp(jsonType)})
 	}
 	return name
 }
@@ -108,11 +85,12 @@ func (b *schemaBuilder) typeName(t reflect.Type) string {
 	}
 	if isEnum(t) {
 		n := b.newName(t)
-		e := schemaEnum{Name: n, MetaType: "enum", Values: enumValues(t), Members: []schemaEnumMember{}}
-		for _, v := range e.Values {
-			e.Members = append(e.Members, schemaEnumMember{Name: v})
+		values := enumValues(t)
+		ms := []SchemaMember{}
+		for _, v := range values {
+			ms = append(ms, SchemaMember{Name: v})
 		}
-		b.types = append(b.types, e)
+		b.types = append(b.types, SchemaInfo{Name: n, MetaType: "enum", Members: &ms, Values: &values})
 		return n
 	}
 	switch t.Kind() {
@@ -131,22 +109,22 @@ func (b *schemaBuilder) typeName(t reflect.Type) string {
 		b.names[t] = n
 		if !b.seen[n] {
 			b.seen[n] = true
-			b.types = append(b.types, schemaArray{Name: n, MetaType: "array", ElementType: elem})
+			b.types = append(b.types, SchemaInfo{Name: n, MetaType: "array", ElementType: strp(elem)})
 		}
 		return n
 	case reflect.Struct:
 		n := b.newName(t)
 		idx := len(b.types)
-		b.types = append(b.types, nil) // keep the object before the types its members use
-		o := schemaObject{Name: n, MetaType: "object", Members: []schemaMember{}}
+		b.types = append(b.types, SchemaInfo{}) // keep the object before the types its members use
+		ms := []SchemaMember{}
 		for _, m := range members(t) {
-			sm := schemaMember{Name: m.name, Type: b.typeName(m.typ)}
+			sm := SchemaMember{Name: m.name, Type: strp(b.typeName(m.typ))}
 			if m.optional {
 				sm.Default = &jsonNull
 			}
-			o.Members = append(o.Members, sm)
+			ms = append(ms, sm)
 		}
-		b.types[idx] = o
+		b.types[idx] = SchemaInfo{Name: n, MetaType: "object", Members: &ms}
 		return n
 	}
 	return b.builtin("any", "value")
