@@ -145,9 +145,6 @@ func (x *txn) alloc(n int64) (int64, error) {
 	// in use, taken, or being released), so the scan resumes where the last one ended.
 	start, run := max(img.freeHint, x.next, 1), int64(0)
 	for c := start; run < n; c++ {
-		if c >= img.scanLimit && c >= x.maxTouched {
-			break // everything from here on is free
-		}
 		free := x.delta[c] == 0
 		if free && img.refblockOffset(c>>img.rbBits) != 0 {
 			rc, err := img.refcount(c)
@@ -398,7 +395,6 @@ func (img *Image) switchTrees(ts *treeSwitch) error {
 	img.l2Cache.clear()
 	img.freeHint = 0
 	img.zbufOff = 0
-	img.scanLimit = max(img.scanLimit, x.maxTouched)
 	return nil
 }
 

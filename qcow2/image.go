@@ -79,11 +79,7 @@ type Image struct {
 	// that dropped the references has been written and synced (see flushMeta).
 	pendingFree []hostRange
 	freeHint    int64 // no free cluster below this index
-	// scanLimit is a cluster index from which on every cluster is treated as free: the end
-	// of the file at open, raised by every allocation. It keeps the free-cluster search
-	// bounded on images whose refcount blocks claim clusters far beyond the file.
-	scanLimit int64
-	refSynced bool // false after a refcount block write that has not been fsynced yet
+	refSynced   bool  // false after a refcount block write that has not been fsynced yet
 
 	snaps []snapshot
 
@@ -176,13 +172,25 @@ func openFileMode(f storage, path string, readOnly, forCheck bool) (*Image, erro
 	img.l1Off = int64(h.L1TableOffset)
 	img.reftableOff = int64(h.RefcountTableOffset)
 	fileSize := st.Size()
-	img.scanLimit = (fileSize + img.cs - 1) >> img.clusterBits
 	if img.l1, err = readTable(f, img.l1Off, int64(h.L1Size), fileSize, "Active L1 table"); err != nil {
 		return nil, err
 	}
 	n := int64(h.RefcountTableClusters) * img.cs / 8
 	if img.reftable, err = readTable(f, img.reftableOff, n, fileSize, "Reference count table"); err != nil {
 		return nil, err
+	}
+	if !readOnly {
+		// A block named twice would make two cluster ranges share refcounts (and the
+		// free-cluster search unbounded); allocation must not run on such an image.
+		seen := make(map[uint64]bool)
+		for i, e := range img.reftable {
+			if off := e &^ reftableReservedMask; off != 0 {
+				if seen[off] {
+					return nil, formatErr(img.reftableOff+int64(i)*8, "refcount block %d is also used by another refcount table entry", i)
+				}
+				seen[off] = true
+			}
+		}
 	}
 	if err := img.readSnapshots(fileSize); err != nil {
 		return nil, err

@@ -176,15 +176,14 @@ func (img *Image) addRef(c int64, delta int64) error {
 	return nil
 }
 
-// findFreeRun returns the first index of n consecutive clusters with refcount 0.
+// findFreeRun returns the first index of n consecutive clusters with refcount 0. The scan
+// is bounded by the used clusters it passes, and those are bounded by the bits of the
+// distinct refcount blocks (Open refuses a refcount table naming a block twice).
 func (img *Image) findFreeRun(n int64) (int64, error) {
 	// Cluster 0 holds the header, whatever a corrupt refcount block says.
 	img.freeHint = max(img.freeHint, 1)
 	start, run := img.freeHint, int64(0)
 	for c := start; run < n; {
-		if c >= img.scanLimit {
-			break // everything from here on is free
-		}
 		ti := c >> img.rbBits
 		if img.refblockOffset(ti) == 0 {
 			// The whole block range is free.
@@ -243,7 +242,6 @@ func (img *Image) allocClusters(n int64) (int64, error) {
 				return 0, err
 			}
 		}
-		img.scanLimit = max(img.scanLimit, c+n)
 		if c == img.freeHint {
 			img.freeHint = c + n
 		}
@@ -277,7 +275,6 @@ func (img *Image) ensureRefblock(ti int64) error {
 			continue
 		}
 		blockOff := p << img.clusterBits
-		img.scanLimit = max(img.scanLimit, p+1)
 		if uint64(blockOff) > maxClusterOffset {
 			return unsupported("image file would exceed the maximum cluster offset")
 		}
@@ -395,7 +392,6 @@ func (img *Image) growReftable(minEntries int64) error {
 	oldOff, oldClusters := img.reftableOff, int64(len(img.reftable))*8/img.cs
 	img.reftable, img.reftableOff = newTable, tableStart<<img.clusterBits
 	img.hdr.RefcountTableOffset, img.hdr.RefcountTableClusters = uint64(img.reftableOff), uint32(tableClusters)
-	img.scanLimit = max(img.scanLimit, start+used)
 	if start+used > img.freeHint && start <= img.freeHint {
 		img.freeHint = start + used
 	}
