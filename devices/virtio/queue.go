@@ -223,10 +223,12 @@ func (t *Transport) readChain(q *queue, head uint16) (*Chain, error) {
 	idx := uint32(head)
 	indirect := false
 	var buf [descSize]byte
-	for steps := uint32(0); ; steps++ {
-		if steps >= size {
+	visited := uint32(0) // descriptors read from the current table
+	for {
+		if visited >= size {
 			return nil, fmt.Errorf("%w: loop in descriptor chain", ErrMalformed)
 		}
+		visited++
 		if err := t.deps.RAM.ReadAt(buf[:], table+descSize*uint64(idx)); err != nil {
 			return nil, err
 		}
@@ -242,7 +244,7 @@ func (t *Transport) readChain(q *queue, head uint16) (*Chain, error) {
 				return nil, fmt.Errorf("%w: indirect table of %d bytes", ErrMalformed, length)
 			}
 			indirect = true
-			table, size, idx, steps = addr, length/descSize, 0, 0
+			table, size, idx, visited = addr, length/descSize, 0, 0
 			continue
 		}
 		if !t.deps.RAM.Contains(addr, uint64(length)) {
