@@ -18,7 +18,9 @@ var fuzzSeeds = []string{
 }
 
 // FuzzParser checks that the reader never panics and that every value it produces
-// survives a round trip through the serialiser.
+// survives a round trip through the serialiser. The first serialisation may normalise
+// (a float -0 prints as "-0", which reads back as the integer 0, as in QEMU); from then
+// on the text must be stable.
 func FuzzParser(f *testing.F) {
 	for _, s := range fuzzSeeds {
 		f.Add([]byte(s))
@@ -32,7 +34,11 @@ func FuzzParser(f *testing.F) {
 				}
 				return
 			}
-			out := v.appendJSON(nil)
+			first, err := ParseValue(v.appendJSON(nil))
+			if err != nil {
+				t.Fatalf("re-parse of %s: %v", v.appendJSON(nil), err)
+			}
+			out := first.appendJSON(nil)
 			back, err := ParseValue(out)
 			if err != nil {
 				t.Fatalf("re-parse of %s: %v", out, err)
