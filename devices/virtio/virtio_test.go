@@ -513,3 +513,35 @@ func TestIndirectChain(t *testing.T) {
 		t.Fatalf("used len %d", n)
 	}
 }
+
+func TestReadOnlyNoInterruptAndPFNReset(t *testing.T) {
+	disk := &memDisk{data: make([]byte, 8192), ro: true}
+	d := setup(t, disk, 0xffffffff)
+	if f := rd32(t, d.tr, regDeviceFeatures); f&blkFRO == 0 {
+		t.Fatalf("features %#x without RO", f)
+	}
+	if s, _ := d.request(blkTOut, 0, make([]byte, 512), false); s != blkSIOErr {
+		t.Fatalf("write to a read-only disk: status %d", s)
+	}
+	if s, _ := d.request(blkTIn, 0, make([]byte, 512), true); s != blkSOK {
+		t.Fatalf("read from a read-only disk: status %d", s)
+	}
+	// Interrupt suppression without EVENT_IDX.
+	disk2 := &memDisk{data: make([]byte, 8192)}
+	d2 := setup(t, disk2, 0)
+	d2.put16(d2.desc+16*uint64(d2.num), availNoInterrupt)
+	d2.request(blkTFlush, 0, nil, false)
+	if d2.irq.level {
+		t.Fatal("VRING_AVAIL_F_NO_INTERRUPT ignored")
+	}
+	d2.put16(d2.desc+16*uint64(d2.num), 0)
+	d2.request(blkTFlush, 0, nil, false)
+	if !d2.irq.level {
+		t.Fatal("no interrupt")
+	}
+	// Writing 0 to QueuePFN resets the device (legacy QEMU).
+	d2.tr.Store(regQueuePFN, 4, 0)
+	if st := d2.tr.Save(); st.Status != 0 || st.Queues[0].Desc != 0 || st.IRQ || st.ISR != 0 {
+		t.Fatalf("state after QueuePFN=0: %+v", st)
+	}
+}
