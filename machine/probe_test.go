@@ -187,7 +187,12 @@ func irqProbes() []probe {
 		clm0 = p + 0x200004
 	)
 	return []probe{
-		csrRead(mip), ld8(pend, 4),
+		csrRead(mip), // MTIP set at reset: mtimecmp 0
+		st8(CLINTBase+0x4000, 4, -1), st8(CLINTBase+0x4004, 4, -1), csrRead(mip),
+		st8(CLINTBase, 4, 1), csrRead(mip), st8(CLINTBase, 4, 0), csrRead(mip),
+		st8(CLINTBase+0x4004, 4, 0), csrRead(mip), st8(CLINTBase+0x4000, 4, 0), csrRead(mip),
+		st8(CLINTBase+0x4000, 4, -1), st8(CLINTBase+0x4004, 4, -1),
+		ld8(pend, 4),
 		st8(u+1, 1, 0x02), ld8(pend, 4), csrRead(mip), // THRI: line 10 high, not enabled
 		st8(p+4*10, 4, 1), st8(en0, 4, 1<<10), csrRead(mip), ld8(pend, 4),
 		ld8(clm0, 4), ld8(pend, 4), csrRead(mip), ld8(clm0, 4),
