@@ -20,6 +20,11 @@
 //     (QEMU's RTC follows host time by default).
 //   - virtio-blk's geometry is always guessed from the disk size (QEMU
 //     first looks for an MBR partition table).
+//   - A sifive_test pass or fail write makes QEMU 7.2 exit on the spot: no
+//     SHUTDOWN event, -no-shutdown ignored, disk images not closed. snapvm
+//     shuts down properly instead: SHUTDOWN {guest: true, reason:
+//     "guest-shutdown"}, -no-shutdown honoured, images flushed and closed,
+//     and the same exit status (the fail code, kept until the process ends).
 package machine
 
 import (

@@ -539,3 +539,13 @@ func TestVirtioSlotOrder(t *testing.T) {
 		}
 	}
 }
+
+func TestFailCodeSurvivesNoShutdown(t *testing.T) {
+	m, _, _ := boot(t, Config{Kernel: hiGuest(0x00073333), NoShutdown: true})
+	waitFor(t, "shutdown state", func() bool { return m.RunState() == RunStateShutdown })
+	m.Shutdown("host-qmp-quit")
+	waitDone(t, m)
+	if m.ExitCode() != 7 {
+		t.Fatalf("exit code %d, want the guest's 7", m.ExitCode())
+	}
+}

@@ -291,6 +291,13 @@ func (m *Machine) shutdown(r request) {
 		return
 	}
 	m.emit(EventShutdown, r.cause)
+	if r.code != 0 {
+		// A guest failure code stays the exit status even when the VM
+		// is only paused now (-no-shutdown) and quit comes later.
+		m.mu.Lock()
+		m.exitCode = r.code
+		m.mu.Unlock()
+	}
 	if m.cfg.NoShutdown && !r.force {
 		m.stopLocked(RunStateShutdown, stopAlways)
 		return
@@ -298,7 +305,6 @@ func (m *Machine) shutdown(r request) {
 	// Leaving: no STOP event, as QEMU stops the VM silently on exit.
 	m.stopLocked(RunStateShutdown, stopSilently)
 	m.mu.Lock()
-	m.exitCode = r.code
 	m.finished = true
 	m.mu.Unlock()
 	close(m.done)
