@@ -2,7 +2,7 @@
 GO      ?= go
 BIN     := bin
 # Packages with goroutines of their own run their tests again under -race.
-RACE_PKGS := ./qmp/... ./job/... ./block/... ./memory/... ./vclock/... ./snapshot/... ./monitor/...
+RACE_PKGS := ./qmp/... ./job/... ./hmp/... ./monitor/... ./internal/qmpclient/... ./block/... ./blockcmd/... ./memory/... ./vclock/... ./vmstate/... ./snapshot/... ./snapshotcmd/... ./machine/... ./devices/... ./riscv/...
 
 .PHONY: all build setup test test-race vet run demo guests fuzz bench-img bench-cpu bench-snapshot bench-external clean
 

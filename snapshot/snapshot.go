@@ -197,6 +197,10 @@ func (m *Manager) save(tag, vmstateNode string, disks []Disk, opt SaveOptions) e
 		return err
 	}
 
+	staging, err := vmstate.PrepareStaging(m.VM.RAM())
+	if err != nil {
+		return fmt.Errorf("Error while writing VM state: %v", err)
+	}
 	// The guest is paused only while its state is copied. Disk writes stay
 	// held from the pause until every disk snapshot exists, so the disks
 	// are snapshotted at the same instant as the RAM.
@@ -216,7 +220,7 @@ func (m *Manager) save(tag, vmstateNode string, disks []Disk, opt SaveOptions) e
 	defer release()
 
 	clockNs := m.VM.Clock().Nanoseconds()
-	capture, err := vmstate.CaptureState(m.VM.StateConfig(), clockNs, m.VM.Sections(), m.VM.RAM())
+	capture, err := vmstate.CaptureState(m.VM.StateConfig(), clockNs, m.VM.Sections(), m.VM.RAM(), staging)
 	if err != nil {
 		return fmt.Errorf("Error while writing VM state: %v", err)
 	}

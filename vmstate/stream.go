@@ -319,11 +319,42 @@ type Capture struct {
 	ramSize uint64
 }
 
+// Staging is memory for a capture's RAM copy, mapped and faulted in while
+// the guest still runs, so that the pause itself is only a memory copy.
+type Staging struct{ buf []byte }
+
+// PrepareStaging maps room for every page of ram and faults in as much as
+// the guest has written so far (page faults are slow under a hypervisor).
+func PrepareStaging(ram *memory.RAM) (*Staging, error) {
+	buf, err := unix.Mmap(-1, 0, int(ram.Size()), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE)
+	if err != nil {
+		return nil, fmt.Errorf("vmstate: no memory to stage %d bytes of RAM: %w", ram.Size(), err)
+	}
+	_ = unix.Madvise(buf, unix.MADV_HUGEPAGE)
+	n := min(int(ram.WrittenPages()*memory.PageSize)*9/8, len(buf))
+	if n > 0 && unix.Madvise(buf[:n], unix.MADV_POPULATE_WRITE) != nil {
+		for i := 0; i < n; i += memory.PageSize {
+			buf[i] = 0
+		}
+	}
+	return &Staging{buf: buf}, nil
+}
+
+// Release unmaps staging memory that was not handed to a capture.
+func (s *Staging) Release() {
+	if s != nil && s.buf != nil {
+		_ = unix.Munmap(s.buf)
+		s.buf = nil
+	}
+}
+
 // CaptureState saves every section and copies the written RAM. The VM must
-// be paused. Release the capture when done with it.
-func CaptureState(cfg Config, vmClockNs int64, sections []Section, ram *memory.RAM) (*Capture, error) {
+// be paused. staging, if not nil, is used for the copy and belongs to the
+// capture afterwards. Release the capture when done with it.
+func CaptureState(cfg Config, vmClockNs int64, sections []Section, ram *memory.RAM, staging *Staging) (*Capture, error) {
 	hdr, err := EncodeHeader(cfg, vmClockNs, sections)
 	if err != nil {
+		staging.Release()
 		return nil, err
 	}
 	c := &Capture{header: hdr, extents: writtenExtents(ram), ramSize: ram.Size()}
@@ -331,13 +362,21 @@ func CaptureState(cfg Config, vmClockNs int64, sections []Section, ram *memory.R
 	for _, e := range c.extents {
 		n += e[1] - e[0]
 	}
-	if n > 0 {
-		buf, err := unix.Mmap(-1, 0, int(n), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE)
-		if err != nil {
-			return nil, fmt.Errorf("vmstate: no memory to copy %d bytes of RAM: %w", n, err)
+	if staging != nil && int64(len(staging.buf)) >= n {
+		c.copy, staging.buf = staging.buf, nil
+	} else {
+		staging.Release()
+		if n > 0 {
+			buf, err := unix.Mmap(-1, 0, int(n), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE)
+			if err != nil {
+				return nil, fmt.Errorf("vmstate: no memory to copy %d bytes of RAM: %w", n, err)
+			}
+			_ = unix.Madvise(buf, unix.MADV_HUGEPAGE)
+			c.copy = buf
 		}
-		_ = unix.Madvise(buf, unix.MADV_HUGEPAGE)
-		c.copy = buf
+	}
+	if n > 0 {
+		buf := c.copy
 		// Copy in parallel: the copy is the whole of the guest's pause.
 		offs := make([]int64, len(c.extents))
 		var at int64
@@ -416,7 +455,7 @@ func (c *Capture) WriteTo(st Store, progress Progress) error {
 // Save captures the state and writes it to st in one go. It returns the
 // stream size.
 func Save(st Store, cfg Config, vmClockNs int64, sections []Section, ram *memory.RAM, progress Progress) (int64, error) {
-	c, err := CaptureState(cfg, vmClockNs, sections, ram)
+	c, err := CaptureState(cfg, vmClockNs, sections, ram, nil)
 	if err != nil {
 		return 0, err
 	}

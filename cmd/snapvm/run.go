@@ -10,6 +10,7 @@ import (
 	"syscall"
 
 	"github.com/snapvm/snapvm/block"
+	"github.com/snapvm/snapvm/blockcmd"
 	"github.com/snapvm/snapvm/internal/cmdline"
 	"github.com/snapvm/snapvm/machine"
 	"github.com/snapvm/snapvm/monitor"
@@ -67,6 +68,9 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 
 	g := block.NewGraph()
+	// Lock images as QEMU does, so qemu-img and snapvm-img refuse to write
+	// a disk this VM is using.
+	g.SetImageLocking(true)
 	defer g.Close()
 	backends, serials, err := attachDisks(g, opts)
 	if err != nil {
@@ -105,9 +109,12 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 
 	// The monitor: QMP on every -qmp listener, with the run-state, block,
 	// job and snapshot commands.
-	mon := monitor.New(m, g, monitor.Options{Package: "snapvm"})
-	snapshotcmd.Register(mon.Server(), mon.Jobs(), mon.HMP(),
-		&snapshot.Manager{VM: m, Disks: snapshotcmd.Disks(g)})
+	mon := monitor.New(m, g, monitor.Options{Package: "snapvm " + version})
+	snapshots := &snapshot.Manager{VM: m, Disks: snapshotcmd.Disks(g), HoldDiskWrites: g.Drain}
+	snapshotcmd.Register(mon.Server(), mon.Jobs(), mon.HMP(), snapshots)
+	blockOpts := blockcmd.Options{VMClock: m.Clock().Nanoseconds}
+	blockcmd.RegisterWith(mon.Server(), g, blockOpts)
+	blockcmd.RegisterHMP(mon.HMP(), g, blockOpts)
 	listeners, err := mon.Listen(opts.QMP...)
 	if err != nil {
 		return fail(fmt.Errorf("-qmp: %v", err))
@@ -133,6 +140,9 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 
 	if !opts.StartPaused {
 		m.Start()
+	}
+	if opts.Empty {
+		go demoScript(m, snapshots, stderr)
 	}
 	<-m.Done()
 	return m.ExitCode()
