@@ -1,0 +1,270 @@
+package externale2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestDiskcheckAcrossSnapshotChain takes 21 external snapshots
+// (node-name + snapshot-node-name) of the disk under a running diskcheck
+// guest, checking after each one that the guest
+// verifies more generations without a mismatch and that query-block and
+// query-named-block-nodes show the new top node with the chain one deeper.
+// After quit every image must pass qemu-img check, and qemu-img info
+// --backing-chain must walk the whole chain through absolute backing paths.
+func TestDiskcheckAcrossSnapshotChain(t *testing.T) {
+	const n = 21
+	g := bootDiskcheck(t, 1)
+	base := g.path("base0.qcow2")
+	g.wantTop(0, "disk0", base, 0)
+	chain := []string{base}
+
+	ov := g.path("ov01.qcow2")
+	g.run("blockdev-snapshot-sync", syncArgs("disk0", ov, "ov01"))
+	chain = append(chain, ov)
+	in := g.top(0)
+	if in.NodeName != "ov01" || in.File != ov || in.BackingFileDepth != 1 || in.BackingFile != base {
+		t.Fatalf("after the first snapshot: %+v", in)
+	}
+	g.progress("progress after the first snapshot")
+	top := "ov01"
+	for i := 2; i <= n; i++ {
+		ov := g.path(fmt.Sprintf("ov%02d.qcow2", i))
+		node := fmt.Sprintf("ov%02d", i)
+		g.run("blockdev-snapshot-sync", syncArgs(top, ov, node))
+		chain = append(chain, ov)
+		g.wantTop(0, node, ov, i)
+		// Every few snapshots, and after the last, the guest must go on
+		// verifying; in between the snapshots land at random points of
+		// its write and verify phases.
+		if i%5 == 0 || i == n {
+			g.progress(fmt.Sprintf("progress after snapshot %d", i))
+		}
+		top = node
+	}
+	// The old nodes stay in the graph, read-only.
+	ro := map[string]bool{}
+	for _, nd := range g.nodes() {
+		if nd.Drv == "qcow2" {
+			ro[nd.File] = nd.RO
+		}
+	}
+	for i, f := range chain {
+		if want := i < len(chain)-1; ro[f] != want {
+			t.Errorf("query-named-block-nodes: %s ro=%v, want %v (%v)", f, ro[f], want, ro)
+		}
+	}
+	g.quit()
+
+	for _, f := range chain {
+		g.qemuImg("check", f)
+	}
+	var infos []struct {
+		Filename            string `json:"filename"`
+		BackingFilename     string `json:"backing-filename"`
+		FullBackingFilename string `json:"full-backing-filename"`
+		BackingFormat       string `json:"backing-filename-format"`
+	}
+	if err := json.Unmarshal([]byte(g.qemuImg("info", "--backing-chain", "--output=json", chain[n])), &infos); err != nil {
+		t.Fatal(err)
+	}
+	if len(infos) != n+1 {
+		t.Fatalf("qemu-img info --backing-chain: %d images, want %d", len(infos), n+1)
+	}
+	for i, info := range infos {
+		want := chain[n-i]
+		if info.Filename != want {
+			t.Fatalf("chain[%d] = %s, want %s", i, info.Filename, want)
+		}
+		if i == n {
+			if info.BackingFilename != "" {
+				t.Fatalf("base has backing %q", info.BackingFilename)
+			}
+			continue
+		}
+		if b := chain[n-i-1]; info.BackingFilename != b || !filepath.IsAbs(info.BackingFilename) || info.BackingFormat != "qcow2" {
+			t.Fatalf("%s: backing %q (%s), want absolute %q (qcow2)", want, info.BackingFilename, info.BackingFormat, b)
+		}
+	}
+}
+
+// TestSnapshotSaveOnOverlay: after an external snapshot, a VM snapshot
+// (snapshot-save) goes to the new top image; loading it rewinds diskcheck
+// to an earlier generation, which then verifies again without a mismatch.
+// On disk the overlay lists the snapshot and the base lists none.
+func TestSnapshotSaveOnOverlay(t *testing.T) {
+	g := bootDiskcheck(t, 1)
+	ov := g.path("ov.qcow2")
+	g.run("blockdev-snapshot-sync", syncArgs("disk0", ov, "ov"))
+	g.wantTop(0, "ov", ov, 1)
+	g.progress("progress after the external snapshot")
+
+	// The base is read-only now: it cannot take a VM snapshot.
+	g.job("snapshot-save", "s-base", "disk0", "Device 'disk0' is writable but does not support snapshots")
+	g.job("snapshot-save", "s1", "ov", "")
+	saved := LastGen(g.vm.Lines(0))
+	g.progress("progress after the save")
+	g.progress("more progress after the save")
+	mark := len(g.vm.Output())
+	g.job("snapshot-load", "s1", "ov", "")
+	if err := g.vm.WaitLine(mark, slow, "a generation from before the load", func(l string) bool {
+		return GenRE.MatchString(l) && LastGen([]string{l}) <= saved+1
+	}); err != nil {
+		t.Fatal(err)
+	}
+	g.progress("progress after the load")
+	g.wantTop(0, "ov", ov, 1)
+	g.quit()
+
+	g.qemuImg("check", ov)
+	if l := g.qemuImg("snapshot", "-l", ov); !strings.Contains(l, " s1 ") {
+		t.Fatalf("qemu-img snapshot -l %s:\n%s", ov, l)
+	}
+	if l := g.qemuImg("snapshot", "-l", g.path("base0.qcow2")); l != "" {
+		t.Fatalf("the base lists snapshots:\n%s", l)
+	}
+}
+
+// job runs a snapshot-save/-load job on node and waits for it to conclude;
+// wantErr is the job's expected error ("" for success).
+func (g *guest) job(cmd, tag, node, wantErr string) {
+	g.t.Helper()
+	id := fmt.Sprintf("%s-%s", cmd, tag)
+	g.run(cmd, map[string]any{"job-id": id, "tag": tag, "vmstate": node, "devices": []string{node}})
+	deadline := time.Now().Add(slow)
+	for {
+		var jobs []struct {
+			ID     string `json:"id"`
+			Status string `json:"status"`
+			Error  string `json:"error"`
+		}
+		if err := json.Unmarshal(g.run("query-jobs", nil), &jobs); err != nil {
+			g.t.Fatal(err)
+		}
+		for _, j := range jobs {
+			if j.ID != id || j.Status != "concluded" {
+				continue
+			}
+			if j.Error != wantErr {
+				g.t.Fatalf("%s %s on %s: error %q, want %q", cmd, tag, node, j.Error, wantErr)
+			}
+			g.run("job-dismiss", map[string]any{"id": id})
+			return
+		}
+		if time.Now().After(deadline) {
+			g.t.Fatalf("%s %s did not conclude: %+v", cmd, tag, jobs)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestTransactions on a guest with two disks (diskcheck exercises one):
+// two blockdev-snapshot-sync actions followed by an abort action change
+// nothing and leave no file behind; internal + external snapshot actions
+// either both happen or, when the second fails, neither does.
+func TestTransactions(t *testing.T) {
+	g := bootDiskcheck(t, 2)
+	base0, base1 := g.path("base0.qcow2"), g.path("base1.qcow2")
+	before := g.files()
+	act := func(kind string, data map[string]any) map[string]any {
+		return map[string]any{"type": kind, "data": data}
+	}
+	tx := func(actions ...map[string]any) map[string]any { return map[string]any{"actions": actions} }
+
+	g.fail("transaction", tx(
+		act("blockdev-snapshot-sync", syncArgs("disk0", g.path("a0.qcow2"), "a0")),
+		act("blockdev-snapshot-sync", syncArgs("disk1", g.path("a1.qcow2"), "a1")),
+		act("abort", map[string]any{}),
+	), "GenericError", "Transaction aborted using Abort action")
+	g.wantTop(0, "disk0", base0, 0)
+	g.wantTop(1, "disk1", base1, 0)
+	if got := g.files(); fmt.Sprint(got) != fmt.Sprint(before) {
+		t.Fatalf("files after the aborted transaction: %v, before %v", got, before)
+	}
+	g.progress("progress after the aborted transaction")
+
+	// The second action fails (no such directory): the internal snapshot
+	// the first one took is dropped again.
+	g.fail("transaction", tx(
+		act("blockdev-snapshot-internal-sync", map[string]any{"device": "disk0", "name": "int0"}),
+		act("blockdev-snapshot-sync", syncArgs("disk1", g.path("nodir/b1.qcow2"), "b1")),
+	), "OpenFileFailed", "No such file or directory")
+	g.wantTop(0, "disk0", base0, 0)
+	g.wantTop(1, "disk1", base1, 0)
+
+	g.run("transaction", tx(
+		act("blockdev-snapshot-internal-sync", map[string]any{"device": "disk0", "name": "int1"}),
+		act("blockdev-snapshot-sync", syncArgs("disk1", g.path("b1.qcow2"), "b1")),
+	))
+	g.wantTop(0, "disk0", base0, 0)
+	g.wantTop(1, "b1", g.path("b1.qcow2"), 1)
+	g.progress("progress after the transaction")
+	// Both bases stayed writable through the aborts: a snapshot of the
+	// exercised disk still works.
+	g.run("blockdev-snapshot-sync", syncArgs("disk0", g.path("c0.qcow2"), "c0"))
+	g.wantTop(0, "c0", g.path("c0.qcow2"), 1)
+	g.progress("progress after the last snapshot")
+	g.quit()
+
+	l := g.qemuImg("snapshot", "-l", base0)
+	if !strings.Contains(l, " int1 ") || strings.Contains(l, "int0") {
+		t.Fatalf("qemu-img snapshot -l %s (want int1, not int0):\n%s", base0, l)
+	}
+	for _, f := range []string{base0, base1, g.path("b1.qcow2"), g.path("c0.qcow2")} {
+		g.qemuImg("check", f)
+	}
+}
+
+// TestFailedSnapshotsKeepGuestRunning injects bad requests into a running
+// guest: each gets the error class compat.md gives, leaves no file behind
+// (and a file that was there untouched), and the guest goes on verifying
+// its disk on the original image.
+func TestFailedSnapshotsKeepGuestRunning(t *testing.T) {
+	g := bootDiskcheck(t, 1)
+	base := g.path("base0.qcow2")
+	existing := g.path("existing.qcow2")
+	content := []byte("not an image, and it must stay as it is\n")
+	if err := os.WriteFile(existing, content, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	before := g.files()
+	nodir := g.path("nodir/ov.qcow2")
+	for _, c := range []struct {
+		args        map[string]any
+		class, desc string
+	}{
+		{syncArgs("disk0", nodir, "ov"), "OpenFileFailed", "Could not create '" + nodir + "': No such file or directory"},
+		// As in QEMU, "device" names a BlockBackend, and -device drive=<node>
+		// makes an anonymous one: the node name alone does not match.
+		{map[string]any{"device": "disk0", "snapshot-file": g.path("ov.qcow2")}, "DeviceNotFound", "Cannot find device='disk0' nor node-name=''"},
+		{syncArgs("disk0", existing, "ov"), "OpenFileFailed", "Could not create '" + existing + "': File exists"},
+		{map[string]any{"node-name": "disk0", "snapshot-file": g.path("ov.qcow2"), "snapshot-node-name": "ov", "format": "bogus"},
+			"InvalidBlockFormat", "Unknown file format 'bogus'"},
+		{map[string]any{"device": "nodisk", "snapshot-file": g.path("ov.qcow2")}, "DeviceNotFound", "Cannot find device='nodisk' nor node-name=''"},
+	} {
+		g.fail("blockdev-snapshot-sync", c.args, c.class, c.desc)
+		g.wantTop(0, "disk0", base, 0)
+		if got := g.files(); fmt.Sprint(got) != fmt.Sprint(before) {
+			t.Fatalf("after %v: files %v, before %v", c.args, got, before)
+		}
+		g.progress(fmt.Sprintf("progress after the failed %v", c.args))
+	}
+	if b, _ := os.ReadFile(existing); string(b) != string(content) {
+		t.Fatalf("the existing file was changed: %q", b)
+	}
+	// HMP's snapshot_blkdev names a device only, which -device drive=<node>
+	// leaves anonymous: refused, nothing changes.
+	out := g.run("human-monitor-command", map[string]any{"command-line": "snapshot_blkdev disk0 " + nodir})
+	if !strings.Contains(string(out), "Error: Cannot find device='disk0' nor node-name=''") {
+		t.Fatalf("HMP snapshot_blkdev: %s", out)
+	}
+	g.wantTop(0, "disk0", base, 0)
+	g.progress("progress after the HMP request")
+	g.quit()
+	g.qemuImg("check", base)
+}
