@@ -172,10 +172,9 @@ func (x *txn) alloc(n int64) (int64, error) {
 
 // switchTrees performs the switch described by ts (see the comment at the top).
 func (img *Image) switchTrees(ts *treeSwitch) error {
+	// Pending metadata goes out first (in its own safe order); the sync before the switch
+	// below makes it durable together with the new structures.
 	if err := img.flushMeta(); err != nil {
-		return err
-	}
-	if err := img.f.Sync(); err != nil {
 		return err
 	}
 	x := &txn{img: img, delta: make(map[int64]int64)}
