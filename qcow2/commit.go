@@ -1,6 +1,7 @@
 package qcow2
 
 import (
+	"bytes"
 	"encoding/binary"
 	"sort"
 )
@@ -237,7 +238,6 @@ func (img *Image) switchTrees(ts *treeSwitch) error {
 		if err != nil {
 			return err
 		}
-		changed := false
 		for j := int64(0); j < img.l2Entries(); j++ {
 			e := binary.BigEndian.Uint64(buf[j*8:])
 			ne := e &^ oflagCopied
@@ -254,11 +254,11 @@ func (img *Image) switchTrees(ts *treeSwitch) error {
 				binary.BigEndian.PutUint64(buf[j*8:], ne)
 			}
 		}
-		if tb, err := img.loadL2(src); err != nil {
+		tb, err := img.loadL2(src)
+		if err != nil {
 			return err
-		} else {
-			changed = string(tb.buf) != string(buf)
 		}
+		changed := !bytes.Equal(tb.buf, buf)
 		rc, err := x.final(src >> img.clusterBits)
 		if err != nil {
 			return err

@@ -351,12 +351,10 @@ func (img *Image) growReftable(minEntries int64) error {
 		newTable[ti] = uint64(off)
 		blocks[ti] = make([]byte, img.cs)
 	}
+	// The blocks come first, the table right after them; spare clusters of the searched run
+	// (when fewer blocks were needed than reserved) stay free.
 	used := int64(len(missing)) + tableClusters
 	tableStart := start + int64(len(missing))
-	if len(missing) < int(k) {
-		// Leave the spare clusters free; put the table right after the blocks.
-		used = int64(len(missing)) + tableClusters
-	}
 	for c := start; c < start+used; c++ {
 		ti := c >> img.rbBits
 		if b := blocks[ti]; b != nil {
