@@ -4,10 +4,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/snapvm/snapvm/tests/vmrun"
 )
 
 // TestDiskcheckAcrossSnapshotChain takes 21 external snapshots
@@ -18,8 +21,17 @@ import (
 // After quit every image must pass qemu-img check, and qemu-img info
 // --backing-chain must walk the whole chain through absolute backing paths.
 func TestDiskcheckAcrossSnapshotChain(t *testing.T) {
+	checkSnapshotChain(t, bootDiskcheck(t, 1))
+}
+
+// TestDiskcheckAcrossSnapshotChainOnQEMU runs the same checks against
+// qemu-system-riscv64, which validates the test itself.
+func TestDiskcheckAcrossSnapshotChainOnQEMU(t *testing.T) {
+	checkSnapshotChain(t, bootDiskcheckOn(t, "qemu", vmrun.QEMU(t), 1))
+}
+
+func checkSnapshotChain(t *testing.T, g *guest) {
 	const n = 21
-	g := bootDiskcheck(t, 1)
 	base := g.path("base0.qcow2")
 	g.wantTop(0, "disk0", base, 0)
 	chain := []string{base}
@@ -64,6 +76,13 @@ func TestDiskcheckAcrossSnapshotChain(t *testing.T) {
 	for _, f := range chain {
 		g.qemuImg("check", f)
 	}
+	// snapvm-img reads the chain as qemu-img does.
+	qraw, sraw := g.path("q.raw"), g.path("s.raw")
+	g.qemuImg("convert", "-O", "raw", chain[n], qraw)
+	if out, err := exec.Command(snapvmImg(t), "convert", "-O", "raw", chain[n], sraw).CombinedOutput(); err != nil {
+		t.Fatalf("snapvm-img convert: %v\n%s", err, out)
+	}
+	g.qemuImg("compare", "-f", "raw", "-F", "raw", qraw, sraw)
 	var infos []struct {
 		Filename            string `json:"filename"`
 		BackingFilename     string `json:"backing-filename"`
@@ -267,4 +286,38 @@ func TestFailedSnapshotsKeepGuestRunning(t *testing.T) {
 	g.progress("progress after the HMP request")
 	g.quit()
 	g.qemuImg("check", base)
+}
+
+// TestExistingOverlays stacks overlays the management layer made itself
+// under a running guest: one created by qemu-img and attached with mode
+// "existing", one opened by blockdev-add with "backing": null and attached
+// with blockdev-snapshot (the node opened without its header's backing
+// file gets the running chain as backing). The guest verifies on and the
+// chain on disk is the one qemu-img created.
+func TestExistingOverlays(t *testing.T) {
+	g := bootDiskcheck(t, 1)
+	base := g.path("base0.qcow2")
+	e1 := g.path("e1.qcow2")
+	g.qemuImg("create", "-q", "-f", "qcow2", "-b", base, "-F", "qcow2", e1)
+	g.run("blockdev-snapshot-sync", map[string]any{"node-name": "disk0", "snapshot-file": e1,
+		"snapshot-node-name": "e1", "mode": "existing"})
+	g.wantTop(0, "e1", e1, 1)
+	g.progress("progress on the existing overlay")
+
+	e2 := g.path("e2.qcow2")
+	g.qemuImg("create", "-q", "-f", "qcow2", "-b", e1, "-F", "qcow2", e2)
+	g.run("blockdev-add", map[string]any{"driver": "qcow2", "node-name": "e2", "backing": nil,
+		"file": map[string]any{"driver": "file", "filename": e2}})
+	g.fail("blockdev-snapshot", map[string]any{"node": "disk0", "overlay": "e2"},
+		"GenericError", "Node 'disk0' is busy: node is used as backing hd of 'e1'")
+	g.run("blockdev-snapshot", map[string]any{"node": "e1", "overlay": "e2"})
+	g.wantTop(0, "e2", e2, 2)
+	g.progress("progress on the blockdev-add overlay")
+	g.quit()
+	for _, f := range []string{base, e1, e2} {
+		g.qemuImg("check", f)
+	}
+	if out := g.qemuImg("info", "--backing-chain", e2); strings.Count(out, "image: ") != 3 {
+		t.Fatalf("qemu-img info --backing-chain %s:\n%s", e2, out)
+	}
 }

@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# External snapshot figures, snapvm against QEMU 7.2 in the same run:
+#  1. blockdev-snapshot-sync latency (request sent -> reply) on a running
+#     diskcheck guest, $SNAPS snapshots stacked on one disk, same command line
+#     and QMP conversation for both VMs (tests/externale2e/cmd/benchext);
+#  2. read throughput through backing chains of depth 1, 10 and 50 made by
+#     qemu-img/qemu-io: snapvm-img bench against qemu-img bench on the same
+#     files, best of $REPS.
+# Prints markdown (also written to $OUT, default bin/bench-external.md).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SNAPVM=${SNAPVM:-bin/snapvm}
+SNAPVM_IMG=${SNAPVM_IMG:-bin/snapvm-img}
+QEMU_IMG=${QEMU_IMG:-qemu-img}
+QEMU_IO=${QEMU_IO:-qemu-io}
+QEMU=${QEMU:-qemu-system-riscv64}
+REPS=${REPS:-3}
+SNAPS=${SNAPS:-20}
+DEPTHS=${DEPTHS:-"1 10 50"}
+BENCH_ARGS=${BENCH_ARGS:-"-c 20000 -s 4096"}
+OUT=${OUT:-bin/bench-external.md}
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/bench-external.XXXXXX")
+trap 'rm -rf "$WORK"' EXIT
+
+for t in "$QEMU_IMG" "$QEMU_IO" "$QEMU" "$SNAPVM" "$SNAPVM_IMG"; do
+	command -v "$t" >/dev/null || { echo "missing $t (run make build; install QEMU with scripts/setup.sh)" >&2; exit 1; }
+done
+go build -o bin/benchext ./tests/externale2e/cmd/benchext
+
+{
+echo "Machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), $(uname -sr); $("$QEMU" --version | head -1); load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo
+echo "blockdev-snapshot-sync on a running diskcheck guest ($SNAPS snapshots stacked on node disk0, \`bin/benchext -n $SNAPS\`):"
+echo
+echo "| VM | min (ms) | median (ms) | max (ms) | STOP/RESUME events | generations verified meanwhile | diskcheck |"
+echo "|---|---|---|---|---|---|---|"
+declare -A med
+for vm in "$SNAPVM" "$QEMU"; do
+	j=$(bin/benchext -bin "$vm" -n "$SNAPS")
+	med[$vm]=$(echo "$j" | python3 -c 'import json,sys; print(json.load(sys.stdin)["median_ms"])')
+	echo "$j" | python3 -c '
+import json,sys
+r=json.load(sys.stdin)
+print("| %s | %.1f | %.1f | %.1f | %d/%d | %d | %s |" % (r["vm"], r["min_ms"], r["median_ms"], r["max_ms"], r["stop_events"], r["resume_events"], r["generations_verified_during"], "ok" if r["diskcheck_ok"] else "MISMATCH"))'
+done
+echo
+echo "Median latency snapvm / QEMU: $(printf '%.2f' "$(echo "${med[$SNAPVM]} / ${med[$QEMU]}" | bc -l)")"
+echo
+
+# Chains: a 128 MiB base with 64 MiB written (pattern 1), then DEPTH
+# overlays, overlay i holding 1 MiB (pattern i+1) at offset i MiB mod 64.
+# The bench reads the top image from offset 0, so most reads fall through
+# the chain to the base and the last ~14 MiB are holes in every image.
+mkchain() { # mkchain DEPTH -> prints the top image
+	local d=$1 dir="$WORK/chain$1" prev i
+	mkdir -p "$dir"
+	"$QEMU_IMG" create -q -f qcow2 "$dir/l0.qcow2" 128M
+	"$QEMU_IO" -f qcow2 -c "write -P 1 0 64M" "$dir/l0.qcow2" >/dev/null
+	prev="$dir/l0.qcow2"
+	for i in $(seq 1 "$d"); do
+		"$QEMU_IMG" create -q -f qcow2 -b "$prev" -F qcow2 "$dir/l$i.qcow2"
+		"$QEMU_IO" -f qcow2 -c "write -P $(( (i % 250) + 1 )) $(( (i % 64) ))M 1M" "$dir/l$i.qcow2" >/dev/null
+		prev="$dir/l$i.qcow2"
+	done
+	echo "$prev"
+}
+bench_time() { "$@" | sed -n 's/^Run completed in \([0-9.]*\) seconds\./\1/p'; }
+best() { sort -g | head -1; }
+
+echo "Read through a backing chain (\`bench -f qcow2 $BENCH_ARGS\` on the top image, best of $REPS; seconds, lower is better):"
+echo
+echo "| chain depth (overlays over the base) | qemu-img (s) | snapvm-img (s) | qemu-img / snapvm-img |"
+echo "|---|---|---|---|"
+for d in $DEPTHS; do
+	top=$(mkchain "$d")
+	q=() s=()
+	for _ in $(seq "$REPS"); do
+		q+=("$(bench_time "$QEMU_IMG" bench -f qcow2 $BENCH_ARGS "$top")")
+		s+=("$(bench_time "$SNAPVM_IMG" bench -f qcow2 $BENCH_ARGS "$top")")
+	done
+	qb=$(printf '%s\n' "${q[@]}" | best)
+	sb=$(printf '%s\n' "${s[@]}" | best)
+	echo "| $d | $(printf '%.3f' "$qb") | $(printf '%.3f' "$sb") | $(printf '%.2f' "$(echo "$qb / $sb" | bc -l)") |"
+done
+} | tee "$OUT"
