@@ -377,3 +377,20 @@ func checkConcludedJob(t *testing.T, name string, j jobInfo, typ string) {
 		t.Fatalf("%s: query-jobs entry of a successful %s: %+v (members %v, want %v)", name, typ, j, j.Keys, want)
 	}
 }
+
+// waitQuiet waits until the VM's output has not grown for quiet: after
+// stop, what the guest printed before it was paused has then reached us.
+func (v *vm) waitQuiet(t *testing.T, quiet time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	n, since := len(v.out.String()), time.Now()
+	for time.Since(since) < quiet {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: output does not settle:\n%s", v.name, v.out)
+		}
+		time.Sleep(10 * time.Millisecond)
+		if m := len(v.out.String()); m != n {
+			n, since = m, time.Now()
+		}
+	}
+}
