@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"math/bits"
+	"sync"
 	"sync/atomic"
 
 	"golang.org/x/sys/unix"
@@ -190,4 +191,55 @@ func (r *RAM) ResetBitmaps() {
 // when RAM is loaded from a snapshot).
 func (r *RAM) SetWritten(i uint64) {
 	atomic.OrUint64(&r.written[i/64], 1<<(i%64))
+}
+
+// TakeDirty atomically empties the dirty bitmap and returns what it held,
+// one bit per page. Stores racing with it land in the returned bitmap or
+// in the new one, never in neither — once Barrier has returned.
+func (r *RAM) TakeDirty() []uint64 {
+	out := make([]uint64, len(r.dirty))
+	for i := range r.dirty {
+		out[i] = atomic.SwapUint64(&r.dirty[i], 0)
+	}
+	return out
+}
+
+// WrittenBitmap returns a copy of the written bitmap.
+func (r *RAM) WrittenBitmap() []uint64 {
+	out := make([]uint64, len(r.written))
+	for i := range r.written {
+		out[i] = atomic.LoadUint64(&r.written[i])
+	}
+	return out
+}
+
+// Linux membarrier(2) commands.
+const (
+	membarrierPrivateExpedited         = 8
+	membarrierRegisterPrivateExpedited = 16
+)
+
+var (
+	barrierOnce sync.Once
+	barrierErr  error
+)
+
+// Barrier makes every thread of the process execute a full memory barrier.
+// A store path marks a page dirty after storing to it and skips the atomic
+// when the bit is already set; a reader that empties the bitmap and then
+// calls Barrier is sure that every store whose dirty bit it took is visible
+// to it, even one still in another core's store buffer.
+func Barrier() error {
+	barrierOnce.Do(func() {
+		if _, _, e := unix.Syscall(unix.SYS_MEMBARRIER, membarrierRegisterPrivateExpedited, 0, 0); e != 0 {
+			barrierErr = fmt.Errorf("memory: membarrier: %w", e)
+		}
+	})
+	if barrierErr != nil {
+		return barrierErr
+	}
+	if _, _, e := unix.Syscall(unix.SYS_MEMBARRIER, membarrierPrivateExpedited, 0, 0); e != 0 {
+		return fmt.Errorf("memory: membarrier: %w", e)
+	}
+	return nil
 }

@@ -197,10 +197,37 @@ func (m *Manager) save(tag, vmstateNode string, disks []Disk, opt SaveOptions) e
 		return err
 	}
 
-	staging, err := vmstate.PrepareStaging(m.VM.RAM())
-	if err != nil {
+	store := imageStore{vmDisk.Image}
+	// Anything left in the vm-state area (a failed save) must not leak
+	// into this stream's holes.
+	if err := vmDisk.Image.DiscardVMState(); err != nil {
 		return fmt.Errorf("Error while writing VM state: %v", err)
 	}
+	progress := opt.Progress
+	if progress == nil {
+		progress = func(done, total int64) {}
+	}
+	ram := m.VM.RAM()
+	total := int64(ram.WrittenPages())*memory.PageSize + int64(len(disks))
+	var done int64
+	progress(0, total)
+
+	// Write RAM while the guest runs, then pause it only to save the
+	// devices and copy the pages it dirtied meanwhile. Where that cannot
+	// be done safely, copy all of RAM while paused, into memory prepared
+	// beforehand.
+	var staging *vmstate.Staging
+	pending, err := vmstate.PrecopyRAM(store, ram, func(n int64) {
+		done += n
+		progress(done, max(total, done+int64(len(disks))))
+	})
+	if err != nil {
+		pending = nil
+		if staging, err = vmstate.PrepareStaging(ram); err != nil {
+			return fmt.Errorf("Error while writing VM state: %v", err)
+		}
+	}
+
 	// The guest is paused only while its state is copied. Disk writes stay
 	// held from the pause until every disk snapshot exists, so the disks
 	// are snapshotted at the same instant as the RAM.
@@ -220,31 +247,24 @@ func (m *Manager) save(tag, vmstateNode string, disks []Disk, opt SaveOptions) e
 	defer release()
 
 	clockNs := m.VM.Clock().Nanoseconds()
-	capture, err := vmstate.CaptureState(m.VM.StateConfig(), clockNs, m.VM.Sections(), m.VM.RAM(), staging)
+	if pending != nil {
+		pending = vmstate.MergePages(pending, ram.TakeDirty())
+	}
+	capture, err := vmstate.CaptureState(m.VM.StateConfig(), clockNs, m.VM.Sections(), ram, staging, pending)
 	if err != nil {
 		return fmt.Errorf("Error while writing VM state: %v", err)
 	}
 	defer capture.Release()
-	m.VM.RAM().ClearDirty()
+	ram.ClearDirty()
 	if m.HoldDiskWrites != nil {
 		resume()
 	}
 
-	store := imageStore{vmDisk.Image}
-	// Anything left in the vm-state area (a failed save) must not leak
-	// into this stream's holes.
-	if err := vmDisk.Image.DiscardVMState(); err != nil {
-		return fmt.Errorf("Error while writing VM state: %v", err)
-	}
 	vmSize := capture.Size()
-	progress := opt.Progress
-	if progress != nil {
-		progress(0, 1)
-	}
-	err = capture.WriteTo(store, func(done, total int64) {
-		if progress != nil {
-			progress(done, total+int64(len(disks)))
-		}
+	base := done
+	err = capture.WriteTo(store, func(d, t int64) {
+		done = base + d
+		progress(done, max(total, done+int64(len(disks))))
 	})
 	if err != nil {
 		return fmt.Errorf("Error while writing VM state: %v", err)
@@ -283,9 +303,8 @@ func (m *Manager) save(tag, vmstateNode string, disks []Disk, opt SaveOptions) e
 		if replace[i] == "" {
 			created = append(created, d)
 		}
-		if progress != nil {
-			progress(vmSize+int64(i+1), vmSize+int64(len(disks)))
-		}
+		done++
+		progress(done, max(total, done+int64(len(disks)-i-1)))
 	}
 	for _, d := range disks {
 		if err := d.Image.Flush(); err != nil {

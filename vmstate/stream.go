@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"math/bits"
 	"runtime"
 	"sync"
 
@@ -351,13 +352,20 @@ func (s *Staging) Release() {
 // CaptureState saves every section and copies the written RAM. The VM must
 // be paused. staging, if not nil, is used for the copy and belongs to the
 // capture afterwards. Release the capture when done with it.
-func CaptureState(cfg Config, vmClockNs int64, sections []Section, ram *memory.RAM, staging *Staging) (*Capture, error) {
+//
+// pages, if not nil, limits the copy to those pages (one bit per page): the
+// rest was already written by PrecopyRAM. When the header outgrows the
+// precopied layout every written page is copied instead.
+func CaptureState(cfg Config, vmClockNs int64, sections []Section, ram *memory.RAM, staging *Staging, pages []uint64) (*Capture, error) {
 	hdr, err := EncodeHeader(cfg, vmClockNs, sections)
 	if err != nil {
 		staging.Release()
 		return nil, err
 	}
-	c := &Capture{header: hdr, extents: writtenExtents(ram), ramSize: ram.Size()}
+	if pages == nil || RAMOffsetFor(int64(len(hdr))) != RAMAlign {
+		pages = ram.WrittenBitmap()
+	}
+	c := &Capture{header: hdr, extents: extentsOf(pages, ram.Pages()), ramSize: ram.Size()}
 	var n int64
 	for _, e := range c.extents {
 		n += e[1] - e[0]
@@ -455,7 +463,7 @@ func (c *Capture) WriteTo(st Store, progress Progress) error {
 // Save captures the state and writes it to st in one go. It returns the
 // stream size.
 func Save(st Store, cfg Config, vmClockNs int64, sections []Section, ram *memory.RAM, progress Progress) (int64, error) {
-	c, err := CaptureState(cfg, vmClockNs, sections, ram, nil)
+	c, err := CaptureState(cfg, vmClockNs, sections, ram, nil, nil)
 	if err != nil {
 		return 0, err
 	}
@@ -537,24 +545,86 @@ func LoadRAM(st Store, h *Header, ram *memory.RAM, progress Progress) error {
 	return nil
 }
 
-// writtenExtents coalesces runs of written pages into byte ranges of at most
+// extentsOf coalesces runs of set bits (pages) into byte ranges of at most
 // ExtentSize, so the store sees few large requests.
-func writtenExtents(ram *memory.RAM) [][2]int64 {
+func extentsOf(bitmap []uint64, pages uint64) [][2]int64 {
 	var out [][2]int64
-	pages := ram.Pages()
 	maxPages := uint64(ExtentSize / memory.PageSize)
+	set := func(p uint64) bool { return bitmap[p/64]&(1<<(p%64)) != 0 }
 	for p := uint64(0); p < pages; {
-		if !ram.Written(p) {
+		if bitmap[p/64] == 0 && p%64 == 0 {
+			p += 64
+			continue
+		}
+		if !set(p) {
 			p++
 			continue
 		}
 		start := p
-		for p < pages && ram.Written(p) && p-start < maxPages {
+		for p < pages && set(p) && p-start < maxPages {
 			p++
 		}
 		out = append(out, [2]int64{int64(start * memory.PageSize), int64(p * memory.PageSize)})
 	}
 	return out
+}
+
+// precopyPasses bounds the passes over pages the guest keeps dirtying, and
+// precopyDonePages is the dirty set small enough to leave to the pause.
+const (
+	precopyPasses    = 5
+	precopyDonePages = 2048
+)
+
+// PrecopyRAM writes the guest's RAM into the stream's RAM area (at
+// RAMAlign, where a capture with a small header puts it) while the guest
+// runs: first every written page, then, pass after pass, the pages dirtied
+// during the previous pass, until few remain. It returns those remaining
+// pages (one bit per page); the caller pauses the guest and passes them,
+// with whatever the guest dirtied since, to CaptureState. It fails without
+// writing anything where the host cannot guarantee a consistent view of
+// concurrent stores (no membarrier), and the caller copies everything while
+// paused instead.
+func PrecopyRAM(st Store, ram *memory.RAM, progress func(bytes int64)) ([]uint64, error) {
+	if err := memory.Barrier(); err != nil {
+		return nil, err
+	}
+	ram.TakeDirty()
+	if err := memory.Barrier(); err != nil {
+		return nil, err
+	}
+	set := ram.WrittenBitmap()
+	for pass := 1; ; pass++ {
+		err := forEachExtent(extentsOf(set, ram.Pages()), func(e [2]int64) error {
+			return st.WriteVMState(ram.Data[e[0]:e[1]], RAMAlign+e[0])
+		}, func(n int64) {
+			if progress != nil {
+				progress(n)
+			}
+		})
+		if err != nil {
+			return nil, fmt.Errorf("vmstate: writing RAM: %w", err)
+		}
+		set = ram.TakeDirty()
+		if err := memory.Barrier(); err != nil {
+			return nil, err
+		}
+		n := 0
+		for _, w := range set {
+			n += bits.OnesCount64(w)
+		}
+		if n <= precopyDonePages || pass >= precopyPasses {
+			return set, nil
+		}
+	}
+}
+
+// MergePages ORs b into a (one bit per page each) and returns a.
+func MergePages(a, b []uint64) []uint64 {
+	for i := range a {
+		a[i] |= b[i]
+	}
+	return a
 }
 
 // forEachExtent runs fn over the extents with a few workers, so storage
