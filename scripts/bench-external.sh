@@ -2,7 +2,8 @@
 # External snapshot figures, snapvm against QEMU 7.2 in the same run:
 #  1. blockdev-snapshot-sync latency (request sent -> reply) on a running
 #     diskcheck guest, $SNAPS snapshots stacked on one disk, same command line
-#     and QMP conversation for both VMs (tests/externale2e/cmd/benchext);
+#     and QMP conversation for both VMs (tests/externale2e/cmd/benchext),
+#     $SNAP_RUNS runs per VM, latencies pooled;
 #  2. read throughput through backing chains of depth 1, 10 and 50 made by
 #     qemu-img/qemu-io: snapvm-img bench against qemu-img bench on the same
 #     files, best of $REPS.
@@ -17,6 +18,7 @@ QEMU_IO=${QEMU_IO:-qemu-io}
 QEMU=${QEMU:-qemu-system-riscv64}
 REPS=${REPS:-3}
 SNAPS=${SNAPS:-20}
+SNAP_RUNS=${SNAP_RUNS:-3}
 DEPTHS=${DEPTHS:-"1 10 50"}
 BENCH_ARGS=${BENCH_ARGS:-"-c 20000 -s 4096"}
 OUT=${OUT:-bin/bench-external.md}
@@ -31,23 +33,32 @@ go build -o bin/benchext ./tests/externale2e/cmd/benchext
 {
 echo "Machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), $(uname -sr); $("$QEMU" --version | head -1); load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
-echo "blockdev-snapshot-sync on a running diskcheck guest ($SNAPS snapshots stacked on node disk0, \`bin/benchext -n $SNAPS\`):"
+echo "blockdev-snapshot-sync on a running diskcheck guest: \`bin/benchext -n $SNAPS\` ($SNAPS snapshots stacked on node disk0, one every ~150 ms), $SNAP_RUNS runs per VM alternating, latencies pooled ($((SNAPS * SNAP_RUNS)) per VM):"
 echo
-echo "| VM | min (ms) | median (ms) | max (ms) | STOP/RESUME events | generations verified meanwhile | diskcheck |"
-echo "|---|---|---|---|---|---|---|"
-declare -A med
-for vm in "$SNAPVM" "$QEMU"; do
-	j=$(bin/benchext -bin "$vm" -n "$SNAPS")
-	med[$vm]=$(echo "$j" | python3 -c 'import json,sys; print(json.load(sys.stdin)["median_ms"])')
-	echo "$j" | python3 -c '
-import json,sys
-r=json.load(sys.stdin)
-print("| %s | %.1f | %.1f | %.1f | %d/%d | %d | %s |" % (r["vm"], r["min_ms"], r["median_ms"], r["max_ms"], r["stop_events"], r["resume_events"], r["generations_verified_during"], "ok" if r["diskcheck_ok"] else "MISMATCH"))'
+echo "| VM | min (ms) | median (ms) | p90 (ms) | max (ms) | STOP/RESUME events | generations verified meanwhile (per run) | diskcheck |"
+echo "|---|---|---|---|---|---|---|---|"
+for _ in $(seq "$SNAP_RUNS"); do
+	for vm in "$SNAPVM" "$QEMU"; do
+		bin/benchext -bin "$vm" -n "$SNAPS" >>"$WORK/$(basename "$vm").jsonl"
+	done
 done
-echo
-echo "Median latency snapvm / QEMU: $(printf '%.2f' "$(echo "${med[$SNAPVM]} / ${med[$QEMU]}" | bc -l)")"
-echo
-
+python3 - "$WORK/$(basename "$SNAPVM").jsonl" "$WORK/$(basename "$QEMU").jsonl" <<'PY'
+import json, sys
+med = []
+for path in sys.argv[1:]:
+    runs = [json.loads(l) for l in open(path)]
+    lat = sorted(x for r in runs for x in r["latency_ms"])
+    q = lambda f: lat[min(len(lat) - 1, int(f * len(lat)))]
+    med.append(q(0.5))
+    print("| %s | %.1f | %.1f | %.1f | %.1f | %d/%d | %s | %s |" % (
+        runs[0]["vm"], lat[0], q(0.5), q(0.9), lat[-1],
+        sum(r["stop_events"] for r in runs), sum(r["resume_events"] for r in runs),
+        " ".join(str(r["generations_verified_during"]) for r in runs),
+        "ok" if all(r["diskcheck_ok"] for r in runs) else "MISMATCH"))
+print()
+print("Median latency snapvm / QEMU: %.2f" % (med[0] / med[1]))
+print()
+PY
 # Chains: a 128 MiB base with 64 MiB written (pattern 1), then DEPTH
 # overlays, overlay i holding 1 MiB (pattern i+1) at offset i MiB mod 64.
 # The bench reads the top image from offset 0, so most reads fall through

@@ -66,6 +66,7 @@ func run(bin, kernel string, n int, gap time.Duration) error {
 	gen0 := externale2e.LastGen(v.Lines(0))
 	r := result{VM: filepath.Base(bin), Snapshots: n}
 	top := "disk0"
+	began := time.Now()
 	for i := 1; i <= n; i++ {
 		node := fmt.Sprintf("ov%d", i)
 		args := map[string]any{"node-name": top, "snapshot-file": filepath.Join(dir, node+".qcow2"),
@@ -88,6 +89,9 @@ func run(bin, kernel string, n int, gap time.Duration) error {
 	r.GensDuring = externale2e.LastGen(v.Lines(0)) - gen0
 	r.DiskcheckOK = externale2e.CheckDiskcheck(v.Output()) == nil
 	for _, e := range v.Events() {
+		if e.At.Before(began) {
+			continue // e.g. the RESUME of a start that raced the connection
+		}
 		switch e.Name {
 		case "STOP":
 			r.StopEvents++
