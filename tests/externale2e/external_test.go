@@ -44,6 +44,13 @@ func checkSnapshotChain(t *testing.T, g *guest) {
 		t.Fatalf("after the first snapshot: %+v", in)
 	}
 	g.progress("progress after the first snapshot")
+	// The base is now opened read-only: other processes may read it (and
+	// check it) while the guest runs, but the overlay stays write-locked.
+	g.qemuImg("check", base)
+	if out, err := exec.Command(qemuImg(t), "info", ov).CombinedOutput(); err == nil ||
+		!strings.Contains(string(out), `Failed to get shared "write" lock`) {
+		t.Fatalf("qemu-img info on the running overlay: %v\n%s", err, out)
+	}
 	top := "ov01"
 	for i := 2; i <= n; i++ {
 		ov := g.path(fmt.Sprintf("ov%02d.qcow2", i))
@@ -216,12 +223,25 @@ func TestTransactions(t *testing.T) {
 	g.wantTop(0, "disk0", base0, 0)
 	g.wantTop(1, "disk1", base1, 0)
 
+	// Two overlays on one disk in one transaction: the second action sees
+	// the first one's overlay (a snapshot of the old node is refused).
+	g.fail("transaction", tx(
+		act("blockdev-snapshot-sync", syncArgs("disk1", g.path("x1.qcow2"), "x1")),
+		act("blockdev-snapshot-sync", syncArgs("disk1", g.path("x2.qcow2"), "x2")),
+	), "GenericError", "Node 'disk1' is busy: node is used as backing hd of 'x1'")
+	g.wantTop(1, "disk1", base1, 0)
+	g.run("transaction", tx(
+		act("blockdev-snapshot-sync", syncArgs("disk1", g.path("x1.qcow2"), "x1")),
+		act("blockdev-snapshot-sync", syncArgs("x1", g.path("x2.qcow2"), "x2")),
+	))
+	g.wantTop(1, "x2", g.path("x2.qcow2"), 2)
+
 	g.run("transaction", tx(
 		act("blockdev-snapshot-internal-sync", map[string]any{"device": "disk0", "name": "int1"}),
-		act("blockdev-snapshot-sync", syncArgs("disk1", g.path("b1.qcow2"), "b1")),
+		act("blockdev-snapshot-sync", syncArgs("x2", g.path("b1.qcow2"), "b1")),
 	))
 	g.wantTop(0, "disk0", base0, 0)
-	g.wantTop(1, "b1", g.path("b1.qcow2"), 1)
+	g.wantTop(1, "b1", g.path("b1.qcow2"), 3)
 	g.progress("progress after the transaction")
 	// Both bases stayed writable through the aborts: a snapshot of the
 	// exercised disk still works.
@@ -234,7 +254,7 @@ func TestTransactions(t *testing.T) {
 	if !strings.Contains(l, " int1 ") || strings.Contains(l, "int0") {
 		t.Fatalf("qemu-img snapshot -l %s (want int1, not int0):\n%s", base0, l)
 	}
-	for _, f := range []string{base0, base1, g.path("b1.qcow2"), g.path("c0.qcow2")} {
+	for _, f := range []string{base0, base1, g.path("x1.qcow2"), g.path("x2.qcow2"), g.path("b1.qcow2"), g.path("c0.qcow2")} {
 		g.qemuImg("check", f)
 	}
 }
