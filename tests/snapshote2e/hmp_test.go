@@ -2,6 +2,8 @@ package snapshote2e
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -170,6 +172,21 @@ func hmpConversation(t *testing.T, tg target) []string {
 	if auto == "" {
 		t.Errorf("%s: no vm-YYYYMMDDHHMMSS snapshot: %+v", tg.name, rows)
 	}
+
+	// A writable raw root node makes every HMP snapshot command fail and
+	// every snapshot partial.
+	raw := filepath.Join(dir, "raw.img")
+	if err := os.WriteFile(raw, make([]byte, 1<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	q.run(t, "blockdev-add", map[string]any{"driver": "raw", "node-name": "r0",
+		"file": map[string]any{"driver": "file", "filename": raw}})
+	rawErr := "Error: Device 'r0' is writable but does not support snapshots\r\n"
+	say("savevm x", rawErr)
+	say("loadvm t2", rawErr)
+	say("delvm t2", rawErr)
+	say("info snapshots", "*")
+	q.run(t, "blockdev-del", map[string]any{"node-name": "r0"})
 
 	// A snapshot on d0 only is partial.
 	q.okJob(t, "snapshot-save", "part", "p1", "d0", "d0")
