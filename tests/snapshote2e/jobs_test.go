@@ -142,7 +142,30 @@ func checkJobEvents(t *testing.T, tg target) {
 	if jobs := q.jobs(t); len(jobs) != 0 {
 		t.Errorf("jobs left after dismissing all: %+v", jobs)
 	}
+
+	// The VM state may live on any listed node; an empty tag is a name
+	// like any other.
+	q.okJob(t, "snapshot-save", "save2", "", "d1", both...)
+	checkSnapshotList(t, d0, map[string]bool{"s1": true, "": false})
+	checkSnapshotList(t, d1, map[string]bool{"s1": false, "": true})
+	wantSeq(t, "load, vm state on d1", q.okJob(t, "snapshot-load", "load2", "", "d1", both...), "load2", seqRunning)
+	wantStatus(t, q, "running")
+	q.okJob(t, "snapshot-delete", "del2", "", "", both...)
+
+	// Concluded jobs stay until dismissed and are listed newest first.
+	q.snapJob(t, "snapshot-save", "older", "s3", "d0", both)
+	q.snapJob(t, "snapshot-delete", "newer", "s3", "", both)
+	if jobs := q.jobs(t); len(jobs) != 2 || jobs[0].ID != "newer" || jobs[1].ID != "older" {
+		t.Errorf("query-jobs with two concluded jobs: %+v", jobs)
+	} else {
+		checkConcludedJob(t, q.name, jobs[0], "snapshot-delete")
+		checkConcludedJob(t, q.name, jobs[1], "snapshot-save")
+	}
+	q.dismiss(t, "older")
+	q.dismiss(t, "newer")
 	v.quit(t)
+	checkSnapshotList(t, d0, map[string]bool{"s1": true})
+	checkSnapshotList(t, d1, map[string]bool{"s1": false})
 	for _, img := range []string{d0, d1} {
 		qemuImg(t, "check", img)
 	}
@@ -190,6 +213,7 @@ func checkJobErrors(t *testing.T, tg target) {
 		{"snapshot-save", "x", "d0", []string{"d0", "r0"}, "Device 'r0' is writable but does not support snapshots", false},
 		{"snapshot-save", "x", "d0", []string{"d0", "ro0"}, "Device 'ro0' is writable but does not support snapshots", false},
 		{"snapshot-save", "x", "d0", []string{}, "At least one device is required for snapshot", false},
+		{"snapshot-save", strings.Repeat("l", 256), "d0", []string{"d0"}, "Snapshot tag '" + strings.Repeat("l", 256) + "' is longer than 255 bytes", true},
 		{"snapshot-load", "only0", "d0", []string{"d0", "d1"}, "Snapshot 'only0' does not exist in one or more devices", false},
 		{"snapshot-load", "nosuch", "d0", []string{"d0"}, "Snapshot 'nosuch' does not exist in one or more devices", false},
 		{"snapshot-load", "s1", "d0", []string{"d0", "nosuch"}, "No block device node 'nosuch'", false},
@@ -271,7 +295,7 @@ func checkJobErrors(t *testing.T, tg target) {
 }
 
 // snapRowRE is one row of qemu-img snapshot -l / info snapshots.
-var snapRowRE = regexp.MustCompile(`^(\S+)\s+(\S+)\s+(\d+(?:\.\d+)? [KMGTPE]?i?B)\s*(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)\s+(\d+:\d\d:\d\d\.\d{3})\s*(\d*)$`)
+var snapRowRE = regexp.MustCompile(`^(\S+)\s+(\S*)\s+(\d+(?:\.\d+)? [KMGTPE]?i?B)\s*(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)\s+(\d+:\d\d:\d\d\.\d{3})\s*(\d*)$`)
 
 // snapshotRow is one parsed row.
 type snapshotRow struct{ ID, Tag, Size, Date, Clock, ICount string }
