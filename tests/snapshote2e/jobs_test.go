@@ -161,8 +161,44 @@ func checkJobEvents(t *testing.T, tg target) {
 		checkConcludedJob(t, q.name, jobs[0], "snapshot-delete")
 		checkConcludedJob(t, q.name, jobs[1], "snapshot-save")
 	}
+	// Verbs a concluded job refuses, with QEMU's texts; job-resume checks
+	// "not paused" before the verb.
+	for verb, want := range map[string]string{
+		"job-cancel":   "Job 'older' in state 'concluded' cannot accept command verb 'cancel'",
+		"job-pause":    "Job 'older' in state 'concluded' cannot accept command verb 'pause'",
+		"job-complete": "Job 'older' in state 'concluded' cannot accept command verb 'complete'",
+		"job-finalize": "Job 'older' in state 'concluded' cannot accept command verb 'finalize'",
+		"job-resume":   "Can't resume a job that was not paused",
+	} {
+		if _, qe := q.call(t, verb, map[string]any{"id": "older"}); qe == nil || qe.Class != "GenericError" || qe.Desc != want {
+			t.Errorf("%s of a concluded job: %v, want %q", verb, qe, want)
+		}
+	}
 	q.dismiss(t, "older")
 	q.dismiss(t, "newer")
+	if _, qe := q.call(t, "job-dismiss", map[string]any{"id": "older"}); qe == nil || qe.Desc != "Job not found" {
+		t.Errorf("job-dismiss of a dismissed job: %v", qe)
+	}
+
+	// stop sent right behind a save takes effect after the save: the
+	// save's STOP and RESUME, then the stop's STOP.
+	from = q.mark()
+	q.run(t, "snapshot-save", map[string]any{"job-id": "save3", "tag": "s4", "vmstate": "d0", "devices": both})
+	q.run(t, "stop", nil)
+	q.waitEvent(t, from, "save3 concluded", jobEvent("save3", "concluded"))
+	var runEvents []string
+	for _, e := range q.eventsFrom(from) {
+		if e.Name == "STOP" || e.Name == "RESUME" {
+			runEvents = append(runEvents, e.Name)
+		}
+	}
+	if want := []string{"STOP", "RESUME", "STOP"}; !slices.Equal(runEvents, want) {
+		t.Errorf("save then stop: run-state events %v, want %v", runEvents, want)
+	}
+	wantStatus(t, q, "paused")
+	checkConcludedJob(t, q.name, q.job(t, "save3"), "snapshot-save")
+	q.dismiss(t, "save3")
+	q.okJob(t, "snapshot-delete", "del3", "s4", "", both...)
 	v.quit(t)
 	checkSnapshotList(t, d0, map[string]bool{"s1": true})
 	checkSnapshotList(t, d1, map[string]bool{"s1": false})
