@@ -96,3 +96,24 @@ func TestConcurrentSaveJobsOnSnapvm(t *testing.T) {
 	v.quit(t)
 	qemuImg(t, "check", d0)
 }
+
+// checkQuitBehindSave sends quit right behind snapshot-save: the save
+// completes first, so the image holds a whole snapshot that a new
+// process can load.
+func checkQuitBehindSave(t *testing.T, tg target) {
+	dir := t.TempDir()
+	d0 := newDiskIn(t, dir, "d0.qcow2")
+	v := bootTicker(t, tg, []string{d0})
+	v.q.run(t, "snapshot-save", map[string]any{"job-id": "s", "tag": "last", "vmstate": "d0", "devices": []string{"d0"}})
+	v.quit(t)
+	checkSnapshotList(t, d0, map[string]bool{"last": true})
+	qemuImg(t, "check", d0)
+	v = bootTicker(t, tg, []string{d0})
+	v.q.okJob(t, "snapshot-load", "l", "last", "d0", "d0")
+	mark := len(v.out.String())
+	v.waitLine(t, mark, time.Minute, "a tick after the load", func(l string) bool { return tickOf(l) > 0 })
+	v.quit(t)
+}
+
+func TestQuitBehindSaveOnSnapvm(t *testing.T) { checkQuitBehindSave(t, snapvmTarget(t)) }
+func TestQuitBehindSaveOnQEMU(t *testing.T)   { checkQuitBehindSave(t, qemuTarget(t)) }
