@@ -341,8 +341,14 @@ func TestFailedSnapshotsKeepGuestRunning(t *testing.T) {
 	}
 	g.wantTop(0, "disk0", base, 0)
 	g.progress("progress after the HMP request")
+	// No failed request left a node or a file behind: the same names work.
+	ov := g.path("ov.qcow2")
+	g.run("blockdev-snapshot-sync", syncArgs("disk0", ov, "ov"))
+	g.wantTop(0, "ov", ov, 1)
+	g.progress("progress after the snapshot that worked")
 	g.quit()
 	g.qemuImg("check", base)
+	g.qemuImg("check", ov)
 }
 
 // TestExistingOverlays stacks overlays the management layer made itself
@@ -376,5 +382,36 @@ func TestExistingOverlays(t *testing.T) {
 	}
 	if out := g.qemuImg("info", "--backing-chain", e2); strings.Count(out, "image: ") != 3 {
 		t.Fatalf("qemu-img info --backing-chain %s:\n%s", e2, out)
+	}
+}
+
+// TestSnapshotBeforeStartAndAcrossReset: a snapshot taken in prelaunch
+// (-S) is what the guest boots on, and after system_reset the guest, booting
+// again from scratch, runs on the overlay and can be snapshotted again.
+func TestSnapshotBeforeStartAndAcrossReset(t *testing.T) {
+	g := startDiskcheck(t, "snapvm", vmrun.Snapvm(t), 1, "-S")
+	ov1, ov2 := g.path("ov1.qcow2"), g.path("ov2.qcow2")
+	g.run("blockdev-snapshot-sync", syncArgs("disk0", ov1, "ov1"))
+	g.run("cont", nil)
+	g.progress("progress after cont")
+	g.wantTop(0, "ov1", ov1, 1)
+	mark := len(g.vm.Output())
+	g.run("system_reset", nil)
+	if err := g.vm.WaitLine(mark, slow, "the guest booting again", func(l string) bool {
+		return strings.HasPrefix(l, "diskcheck: virtio-blk in slot")
+	}); err != nil {
+		t.Fatal(err)
+	}
+	g.progress("progress after the reset")
+	g.wantTop(0, "ov1", ov1, 1)
+	g.run("blockdev-snapshot-sync", syncArgs("ov1", ov2, "ov2"))
+	g.wantTop(0, "ov2", ov2, 2)
+	g.progress("progress after the second snapshot")
+	g.quit()
+	for _, f := range []string{g.path("base0.qcow2"), ov1, ov2} {
+		g.qemuImg("check", f)
+	}
+	if l := g.qemuImg("map", "--output=json", g.path("base0.qcow2")); strings.Contains(l, `"data": true`) {
+		t.Fatalf("the guest wrote to the base before the prelaunch snapshot:\n%s", l)
 	}
 }

@@ -64,6 +64,15 @@ func bootDiskcheck(t *testing.T, n int) *guest {
 // bootDiskcheckOn is bootDiskcheck on another VM binary.
 func bootDiskcheckOn(t *testing.T, name, bin string, n int) *guest {
 	t.Helper()
+	g := startDiskcheck(t, name, bin, n)
+	g.progress("the first verified generation")
+	return g
+}
+
+// startDiskcheck starts the VM without waiting for the guest; extra
+// options (e.g. -S) are appended.
+func startDiskcheck(t *testing.T, name, bin string, n int, extra ...string) *guest {
+	t.Helper()
 	kernel, err := guests.Path("diskcheck")
 	if err != nil {
 		t.Fatal(err)
@@ -75,14 +84,12 @@ func bootDiskcheckOn(t *testing.T, name, bin string, n int) *guest {
 		newImage(t, img)
 		imgs = append(imgs, img)
 	}
-	v, err := Start(name, bin, dir, DiskArgs(kernel, imgs...))
+	v, err := Start(name, bin, dir, append(DiskArgs(kernel, imgs...), extra...))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(v.Kill)
-	g := &guest{t: t, vm: v, dir: dir}
-	g.progress("the first verified generation")
-	return g
+	return &guest{t: t, vm: v, dir: dir}
 }
 
 func (g *guest) path(name string) string { return filepath.Join(g.dir, name) }
