@@ -415,3 +415,47 @@ func TestSnapshotBeforeStartAndAcrossReset(t *testing.T) {
 		t.Fatalf("the guest wrote to the base before the prelaunch snapshot:\n%s", l)
 	}
 }
+
+// TestRelativePaths: the VM opened its disk by a relative name and the
+// overlay goes to another directory, also named relatively. snapvm writes
+// the base's absolute name as the backing file (compat.md; QEMU 7.2 would
+// write "base0.qcow2", which the overlay's directory cannot resolve), so
+// the chain opens again after the VM exits.
+func TestRelativePaths(t *testing.T) {
+	kernel, err := guests.Path("diskcheck")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	newImage(t, filepath.Join(dir, "base0.qcow2"))
+	if err := os.Mkdir(filepath.Join(dir, "sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	v, err := Start("snapvm", vmrun.Snapvm(t), dir, DiskArgs(kernel, "base0.qcow2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(v.Kill)
+	g := &guest{t: t, vm: v, dir: dir}
+	g.progress("the first verified generation")
+	g.run("blockdev-snapshot-sync", syncArgs("disk0", "sub/ov.qcow2", "ov"))
+	if in := g.top(0); in.NodeName != "ov" || in.BackingFileDepth != 1 {
+		t.Fatalf("query-block: %+v", in)
+	}
+	g.progress("progress on the overlay")
+	g.quit()
+	ov := filepath.Join(dir, "sub", "ov.qcow2")
+	g.qemuImg("check", ov)
+	var info struct {
+		BackingFilename string `json:"backing-filename"`
+	}
+	if err := json.Unmarshal([]byte(g.qemuImg("info", "--output=json", ov)), &info); err != nil {
+		t.Fatal(err)
+	}
+	if want := filepath.Join(dir, "base0.qcow2"); info.BackingFilename != want {
+		t.Fatalf("backing file %q, want %q", info.BackingFilename, want)
+	}
+	if out := g.qemuImg("info", "--backing-chain", ov); strings.Count(out, "image: ") != 2 {
+		t.Fatalf("qemu-img info --backing-chain:\n%s", out)
+	}
+}

@@ -53,13 +53,15 @@ type VM struct {
 	events []Event
 }
 
-// Start runs bin with args plus a QMP unix socket in dir and negotiates
-// capabilities. The caller must call Kill (or Quit) when done.
+// Start runs bin in dir with args plus a QMP unix socket there and
+// negotiates capabilities (relative paths in args and commands are
+// relative to dir). The caller must call Kill (or Quit) when done.
 func Start(name, bin, dir string, args []string) (*VM, error) {
 	sock := filepath.Join(dir, name+"-qmp.sock")
 	args = append(append([]string(nil), args...), "-qmp", "unix:"+sock+",server=on,wait=off")
 	v := &VM{Name: name, out: &lockedBuffer{}, errb: &lockedBuffer{}, done: make(chan struct{}), replies: make(chan []byte, 1)}
 	v.cmd = exec.Command(bin, args...)
+	v.cmd.Dir = dir
 	v.cmd.Stdout = v.out
 	v.cmd.Stderr = v.errb
 	if err := v.cmd.Start(); err != nil {

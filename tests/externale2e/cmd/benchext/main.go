@@ -26,7 +26,19 @@ func main() {
 	n := flag.Int("n", 20, "snapshots to take")
 	gap := flag.Duration("gap", 150*time.Millisecond, "pause between snapshots")
 	flag.Parse()
-	if err := run(*bin, *kernel, *n, *gap); err != nil {
+	// The VM runs in a temporary directory: resolve paths first.
+	b, err := exec.LookPath(*bin)
+	if err == nil {
+		b, err = filepath.Abs(b)
+	}
+	k, kerr := filepath.Abs(*kernel)
+	if err == nil {
+		err = kerr
+	}
+	if err == nil {
+		err = run(b, k, *n, *gap)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "benchext:", err)
 		os.Exit(1)
 	}
