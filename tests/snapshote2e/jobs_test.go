@@ -232,6 +232,10 @@ func checkJobErrors(t *testing.T, tg target) {
 	q.run(t, "blockdev-add", map[string]any{"driver": "qcow2", "node-name": "ro0", "read-only": true,
 		"file": map[string]any{"driver": "file", "filename": ro}})
 
+	// A qcow2 node over a named protocol node: the protocol node (f0)
+	// cannot hold snapshots.
+	q.run(t, "blockdev-add", map[string]any{"driver": "qcow2", "node-name": "x0",
+		"file": map[string]any{"driver": "file", "node-name": "f0", "filename": newDiskIn(t, dir, "x0.qcow2")}})
 	q.okJob(t, "snapshot-save", "prep0", "s1", "d0", "d0", "d1")
 	q.okJob(t, "snapshot-save", "prep1", "only0", "d0", "d0")
 
@@ -243,12 +247,17 @@ func checkJobErrors(t *testing.T, tg target) {
 	}
 	cases := []tc{
 		{"snapshot-save", "s1", "d0", []string{"d0", "d1"}, "Snapshot 's1' already exists in one or more devices", false},
+		// snapvm refuses a tag that exists on any listed device (the seed);
+		// QEMU only when it exists on all of them.
+		{"snapshot-save", "only0", "d0", []string{"d0", "d1"}, "Snapshot 'only0' already exists in one or more devices", true},
 		{"snapshot-save", "x", "d0", []string{"d0", "nosuch"}, "No block device node 'nosuch'", false},
 		{"snapshot-save", "x", "d0", []string{"d0", "d1", "d0"}, "Device 'd0' is listed more than once", true},
 		{"snapshot-save", "x", "d1", []string{"d0"}, "vmstate block device 'd1' does not exist", false},
 		{"snapshot-save", "x", "d0", []string{"d0", "r0"}, "Device 'r0' is writable but does not support snapshots", false},
 		{"snapshot-save", "x", "d0", []string{"d0", "ro0"}, "Device 'ro0' is writable but does not support snapshots", false},
 		{"snapshot-save", "x", "d0", []string{}, "At least one device is required for snapshot", false},
+		{"snapshot-save", "x", "f0", []string{"f0", "d0"}, "Device 'f0' is writable but does not support snapshots", false},
+		{"snapshot-load", "s1", "f0", []string{"f0"}, "Device 'f0' is writable but does not support snapshots", false},
 		{"snapshot-save", strings.Repeat("l", 256), "d0", []string{"d0"}, "Snapshot tag '" + strings.Repeat("l", 256) + "' is longer than 255 bytes", true},
 		{"snapshot-load", "only0", "d0", []string{"d0", "d1"}, "Snapshot 'only0' does not exist in one or more devices", false},
 		{"snapshot-load", "nosuch", "d0", []string{"d0"}, "Snapshot 'nosuch' does not exist in one or more devices", false},
@@ -322,6 +331,7 @@ func checkJobErrors(t *testing.T, tg target) {
 	// Nothing was created or deleted by the failures.
 	q.run(t, "blockdev-del", map[string]any{"node-name": "r0"})
 	q.run(t, "blockdev-del", map[string]any{"node-name": "ro0"})
+	q.run(t, "blockdev-del", map[string]any{"node-name": "x0"})
 	v.quit(t)
 	checkSnapshotList(t, d0, map[string]bool{"s1": true, "only0": true})
 	checkSnapshotList(t, d1, map[string]bool{"s1": false})
