@@ -319,6 +319,8 @@ func TestFailedSnapshotsKeepGuestRunning(t *testing.T) {
 		// makes an anonymous one: the node name alone does not match.
 		{map[string]any{"device": "disk0", "snapshot-file": g.path("ov.qcow2")}, "DeviceNotFound", "Cannot find device='disk0' nor node-name=''"},
 		{syncArgs("disk0", existing, "ov"), "OpenFileFailed", "Could not create '" + existing + "': File exists"},
+		// The running disk itself: refused before anything is written.
+		{syncArgs("disk0", base, "ov"), "OpenFileFailed", "Error: Trying to create an image with the same filename as the backing file"},
 		{map[string]any{"node-name": "disk0", "snapshot-file": g.path("ov.qcow2"), "snapshot-node-name": "ov", "format": "bogus"},
 			"InvalidBlockFormat", "Unknown file format 'bogus'"},
 		{map[string]any{"device": "nodisk", "snapshot-file": g.path("ov.qcow2")}, "DeviceNotFound", "Cannot find device='nodisk' nor node-name=''"},
