@@ -18,7 +18,9 @@ func checkRefusedLoad(t *testing.T, v *qvm, id, tag, prefix string) {
 		t.Logf("load %s: %s", tag, *j.Error)
 	}
 	wantSeq(t, "load "+tag, seq, id, seqFailed)
-	wantStatus(t, v.q, "running")
+	if st := v.q.status(t); st != "running" {
+		t.Fatalf("%s: query-status %q after the refused load of %s, want running", v.name, st, tag)
+	}
 	v.q.dismiss(t, id)
 	mark := len(v.out.String())
 	v.waitLine(t, mark, time.Minute, "a tick after the refused load", func(l string) bool { return tickOf(l) > 0 })
