@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/bits"
 	"time"
 
 	"github.com/snapvm/snapvm/memory"
@@ -224,6 +225,11 @@ func (m *Manager) save(tag, vmstateNode string, disks []Disk, opt SaveOptions) e
 	if err != nil {
 		pending = nil
 		if staging, err = vmstate.PrepareStaging(ram); err != nil {
+			return fmt.Errorf("Error while writing VM state: %v", err)
+		}
+	} else if left := countPages(pending); left > 0 {
+		// Room for the pages still to copy while paused, faulted in now.
+		if staging, err = vmstate.PrepareStagingFor(ram, left+left/2); err != nil {
 			return fmt.Errorf("Error while writing VM state: %v", err)
 		}
 	}
@@ -450,4 +456,12 @@ func allocated(ext []qcow2.Extent) [][2]int64 {
 		out = append(out, [2]int64{e.Off, e.Off + e.Len})
 	}
 	return out
+}
+
+func countPages(bitmap []uint64) uint64 {
+	var n int
+	for _, w := range bitmap {
+		n += bits.OnesCount64(w)
+	}
+	return uint64(n)
 }

@@ -327,12 +327,17 @@ type Staging struct{ buf []byte }
 // PrepareStaging maps room for every page of ram and faults in as much as
 // the guest has written so far (page faults are slow under a hypervisor).
 func PrepareStaging(ram *memory.RAM) (*Staging, error) {
+	return PrepareStagingFor(ram, ram.WrittenPages())
+}
+
+// PrepareStagingFor is PrepareStaging for a copy of about pages pages.
+func PrepareStagingFor(ram *memory.RAM, pages uint64) (*Staging, error) {
 	buf, err := unix.Mmap(-1, 0, int(ram.Size()), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE)
 	if err != nil {
 		return nil, fmt.Errorf("vmstate: no memory to stage %d bytes of RAM: %w", ram.Size(), err)
 	}
 	_ = unix.Madvise(buf, unix.MADV_HUGEPAGE)
-	n := min(int(ram.WrittenPages()*memory.PageSize)*9/8, len(buf))
+	n := min(int(pages*memory.PageSize)*9/8+1<<20, len(buf))
 	if n > 0 && unix.Madvise(buf[:n], unix.MADV_POPULATE_WRITE) != nil {
 		for i := 0; i < n; i += memory.PageSize {
 			buf[i] = 0
@@ -594,6 +599,10 @@ func PrecopyRAM(st Store, ram *memory.RAM, progress func(bytes int64)) ([]uint64
 		return nil, err
 	}
 	set := ram.WrittenBitmap()
+	prev := 0
+	for _, w := range set {
+		prev += bits.OnesCount64(w)
+	}
 	for pass := 1; ; pass++ {
 		err := forEachExtent(extentsOf(set, ram.Pages()), func(e [2]int64) error {
 			return st.WriteVMState(ram.Data[e[0]:e[1]], RAMAlign+e[0])
@@ -613,9 +622,13 @@ func PrecopyRAM(st Store, ram *memory.RAM, progress func(bytes int64)) ([]uint64
 		for _, w := range set {
 			n += bits.OnesCount64(w)
 		}
-		if n <= precopyDonePages || pass >= precopyPasses {
+		// Stop when few pages are left, or when the guest dirties pages
+		// about as fast as they are written: more passes would only
+		// lengthen the save, not the pause.
+		if n <= precopyDonePages || pass >= precopyPasses || n > prev/2 {
 			return set, nil
 		}
+		prev = n
 	}
 }
 
