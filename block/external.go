@@ -21,6 +21,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -532,9 +533,11 @@ func (g *Graph) createOverlayFile(path string, src *Node) (*createdFile, error) 
 		return nil, lockErr(path)
 	}
 	c := &createdFile{path: path}
+	var emptyStat os.FileInfo
 	switch st, err := os.Stat(path); {
 	case err == nil && st.Mode().IsRegular() && st.Size() == 0:
 		c.replacedEmpty = true
+		emptyStat = st
 	case err == nil && st.IsDir():
 		return nil, cannot(unix.EISDIR)
 	case err == nil:
@@ -550,6 +553,14 @@ func (g *Graph) createOverlayFile(path string, src *Node) (*createdFile, error) 
 	dir, base := filepath.Split(path)
 	tmp := filepath.Join(dir, fmt.Sprintf(".%s.%08x.tmp", base, rand.Uint32()))
 	err = createImage(tmp, qcow2.CreateOptions{Size: src.Size(), BackingFile: backing, BackingFormat: format})
+	if err == nil && emptyStat != nil {
+		// The overlay takes the place of the file the user made: keep its
+		// permissions and, where allowed, its owner.
+		err = os.Chmod(tmp, emptyStat.Mode().Perm())
+		if sys, ok := emptyStat.Sys().(*syscall.Stat_t); ok && err == nil {
+			_ = os.Lchown(tmp, int(sys.Uid), int(sys.Gid))
+		}
+	}
 	if err == nil {
 		err = syncFile(tmp)
 	}
