@@ -4,7 +4,6 @@ package externale2e
 
 import (
 	"encoding/json"
-	"os"
 	"strings"
 	"testing"
 
