@@ -271,6 +271,7 @@ func checkJobErrors(t *testing.T, tg target) {
 		{"snapshot-delete", "s1", "", []string{"d0", "r0"}, "Device 'r0' is writable but does not support snapshots", false},
 		{"snapshot-delete", "s1", "", []string{"ro0", "d0"}, "Device 'ro0' is writable but does not support snapshots", false},
 		{"snapshot-delete", "s1", "", []string{"nosuch"}, "No block device node 'nosuch'", false},
+		{"snapshot-delete", "s1", "", []string{"d1", "d1"}, "Device 'd1' is listed more than once", true},
 		{"snapshot-delete", "s1", "", []string{}, "At least one device is required for snapshot", false},
 	}
 	for i, c := range cases {
