@@ -276,8 +276,15 @@ func New(cfg Config) (*Machine, error) {
 			}
 			dev = virtio.NewBlk(cfg.BlkDevices[j], serial)
 		}
+		// The section name says what is plugged into the slot, so a
+		// snapshot taken with other devices is refused before a load
+		// touches anything.
+		kind := "empty"
+		if dev != nil {
+			kind = "blk"
+		}
 		m.slots[i] = virtio.NewTransport(dev, virtio.Deps{
-			Name: fmt.Sprintf("virtio-mmio@%#x", VirtioSlotBase(i)),
+			Name: fmt.Sprintf("virtio-mmio@%#x/%s", VirtioSlotBase(i), kind),
 			RAM:  ram, IRQ: m.plic.Line(VirtioFirstIRQ + i), DMAWritten: dma,
 		})
 	}

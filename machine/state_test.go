@@ -65,7 +65,7 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	// A snapshot of one board does not load into a different one.
 	m3, _, _ := boot(t, Config{Kernel: regCounterGuest(), RAMSize: 8 << 20, StartPaused: true})
 	for i, s := range m3.Sections() {
-		if s.SectionName() == "virtio-mmio@0x10008000" {
+		if s.SectionName() == "virtio-mmio@0x10008000/blk" {
 			if err := s.LoadSection(vmstate.NewDecoder(secs[i].data[:3]), secs[i].version); err == nil {
 				t.Fatal("truncated section accepted")
 			}

@@ -126,7 +126,7 @@ func (m *Manager) InfoSnapshots() string {
 		if len(partial) == 0 {
 			continue
 		}
-		fmt.Fprintf(&b, "\nList of partial (non-loadable) snapshots on '%s':\n", d.Display)
+		fmt.Fprintf(&b, "\nList of partial (non-loadable) snapshots on '%s':\n", d.Device)
 		b.WriteString(TableHeader() + "\n")
 		for _, s := range partial {
 			b.WriteString(TableRow(s) + "\n")

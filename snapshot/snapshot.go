@@ -47,6 +47,9 @@ type Disk struct {
 	// Display names the disk in messages: its device name if a device is
 	// attached, else its node name (as QEMU does).
 	Display string
+	// Device is the name of the named device (BlockBackend) using the
+	// node, "" if none; HMP "info snapshots" titles partial lists with it.
+	Device string
 	// Image is the qcow2 image behind the node, nil if the node's driver
 	// cannot hold snapshots.
 	Image    *qcow2.Image

@@ -5,7 +5,6 @@ package snapshotcmd
 
 import (
 	"context"
-	"errors"
 	"strings"
 	"sync"
 
@@ -22,8 +21,16 @@ func Disks(g *block.Graph) snapshot.Disks { return graphDisks{g} }
 type graphDisks struct{ g *block.Graph }
 
 func (d graphDisks) disk(n *block.Node) snapshot.Disk {
+	device := ""
+	for _, b := range d.g.Backends() {
+		if b.Name() != "" && b.Root() == n {
+			device = b.Name()
+			break
+		}
+	}
 	return snapshot.Disk{
 		NodeName: n.NodeName(),
+		Device:   device,
 		Display:  d.g.DeviceOrNodeName(n),
 		Image:    n.Qcow2(),
 		ReadOnly: n.ReadOnly(),
@@ -96,21 +103,25 @@ func Register(s *qmp.Server, jobs *job.Manager, h *hmp.Commands, mgr *snapshot.M
 
 	h.Register("savevm", "savevm [tag] -- save a VM snapshot. If no tag is provided, a new snapshot is created",
 		func(ctx context.Context, args string) (string, error) {
-			return "", c.locked(func() error { return mgr.SaveHMP(strings.TrimSpace(args)) })
+			tag, usage := tagArg("savevm", args, false)
+			if usage != "" {
+				return usage, nil
+			}
+			return "", c.locked(func() error { return mgr.SaveHMP(tag) })
 		})
 	h.Register("loadvm", "loadvm tag -- restore a VM snapshot from its tag",
 		func(ctx context.Context, args string) (string, error) {
-			tag, err := requiredTag(args)
-			if err != nil {
-				return "", err
+			tag, usage := tagArg("loadvm", args, true)
+			if usage != "" {
+				return usage, nil
 			}
 			return "", c.locked(func() error { return mgr.LoadHMP(tag) })
 		})
 	h.Register("delvm", "delvm tag -- delete a VM snapshot from its tag",
 		func(ctx context.Context, args string) (string, error) {
-			tag, err := requiredTag(args)
-			if err != nil {
-				return "", err
+			tag, usage := tagArg("delvm", args, true)
+			if usage != "" {
+				return usage, nil
 			}
 			return "", c.locked(func() error { return mgr.DeleteHMP(tag) })
 		})
@@ -123,12 +134,19 @@ func Register(s *qmp.Server, jobs *job.Manager, h *hmp.Commands, mgr *snapshot.M
 	return c
 }
 
-func requiredTag(args string) (string, error) {
-	tag := strings.TrimSpace(args)
-	if tag == "" {
-		return "", errors.New("Parameter 'name' is missing")
+// tagArg reads the one-word tag argument as QEMU's HMP parser does: a
+// missing required word or extra words give its usage texts.
+func tagArg(cmd, args string, required bool) (tag, usage string) {
+	words := strings.Fields(args)
+	switch {
+	case len(words) == 0 && required:
+		return "", cmd + ": string expected\nTry \"help " + cmd + "\" for more information\n"
+	case len(words) > 1:
+		return "", cmd + ": extraneous characters at the end of line\nTry \"help " + cmd + "\" for more information\n"
+	case len(words) == 1:
+		return words[0], ""
 	}
-	return tag, nil
+	return "", ""
 }
 
 func (c *Commands) locked(fn func() error) error {
