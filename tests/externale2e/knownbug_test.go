@@ -36,4 +36,3 @@ func TestWriteCacheModeReported(t *testing.T) {
 		})
 	}
 }
-

@@ -1,5 +1,3 @@
-//go:build snapvm_known_bug
-
 package snapshote2e
 
 import (
@@ -10,9 +8,7 @@ import (
 // TestInfoSnapshotsPartialName: for a disk attached with -blockdev and
 // -device (no drive id, so its BlockBackend has no name) QEMU 7.2 titles
 // the partial list with an empty name between the quotes
-// (bdrv_get_device_name is empty); snapvm writes the node name, d0, a
-// wire difference docs/compat.md does not list. Fails on snapvm until
-// that is fixed or documented.
+// (bdrv_get_device_name is empty); so does snapvm.
 func TestInfoSnapshotsPartialName(t *testing.T) {
 	for _, tg := range []target{qemuTarget(t), snapvmTarget(t)} {
 		dir := t.TempDir()
@@ -28,10 +24,7 @@ func TestInfoSnapshotsPartialName(t *testing.T) {
 
 // TestHMPSnapshotArgumentErrors: QEMU 7.2 parses savevm's, loadvm's and
 // delvm's argument as one word (name:s / name:s?) and refuses a missing
-// or extra one with its usage texts. snapvm answers "Error: Parameter
-// 'name' is missing" for a missing tag, and takes the whole rest of the
-// line as the tag: "savevm a b" creates a snapshot named "a b" that
-// "loadvm a b" then loads.
+// or extra one with its usage texts; snapvm gives the same texts.
 func TestHMPSnapshotArgumentErrors(t *testing.T) {
 	want := []struct{ line, out string }{
 		{"loadvm", "loadvm: string expected\r\nTry \"help loadvm\" for more information\r\n"},
@@ -54,11 +47,9 @@ func TestHMPSnapshotArgumentErrors(t *testing.T) {
 
 // TestLoadIntoOtherDeviceSetup: a snapshot saved on a VM with one
 // virtio-blk disk, loaded into a VM with two (or the reverse), is refused
-// only while the sections are loaded: after the guest was stopped (STOP,
-// run state restore-vm), after the listed disks were reverted and after
-// the sections before virtio-mmio@0x10007000 were overwritten. The
-// device check (docs/compat.md: "the configuration recorded in it ...
-// before pausing") does not cover a virtio slot's device type.
+// before the guest is stopped or a disk reverted: the virtio slots'
+// section names say what is plugged in, and the check before pausing
+// compares them (docs/compat.md).
 func TestLoadIntoOtherDeviceSetup(t *testing.T) {
 	dir := t.TempDir()
 	d0, d1 := newDiskIn(t, dir, "d0.qcow2"), newDiskIn(t, dir, "d1.qcow2")
