@@ -16,7 +16,17 @@ type Backend struct {
 
 	mu   sync.Mutex
 	qdev string // id of the device using it, for query-block
+
+	// writeThrough is the device's write-cache mode as the guest set it
+	// (false: writeback, QEMU's default); query-block reports it.
+	writeThrough atomic.Bool
 }
+
+// SetWriteCache records the write-cache mode the device runs with.
+func (b *Backend) SetWriteCache(on bool) { b.writeThrough.Store(!on) }
+
+// WriteCache reports the device's write-cache mode.
+func (b *Backend) WriteCache() bool { return !b.writeThrough.Load() }
 
 // NewBackend attaches a backend called name ("" = anonymous, as for
 // -device drive=<node-name>) to root. A named backend must not clash with

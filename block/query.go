@@ -108,6 +108,7 @@ func (g *Graph) QueryBlock() []BlockInfo {
 			info.IOStatus = "ok" // devices with error policies report it
 		}
 		d := b.Root().DeviceInfo()
+		d.Cache.Writeback = b.WriteCache()
 		info.Inserted = &d
 		out = append(out, info)
 	}

@@ -83,7 +83,18 @@ func NewBlk(disk Disk, serial string) *Blk {
 
 // Reset implements Device: the write cache returns to the drive's mode
 // (writeback, QEMU's default cache setting).
-func (b *Blk) Reset() { b.writeback.Store(true) }
+func (b *Blk) Reset() { b.setWriteback(true) }
+
+// writeCacheReporter is implemented by disks that show the guest's
+// write-cache mode to the monitor (query-block, info block).
+type writeCacheReporter interface{ SetWriteCache(on bool) }
+
+func (b *Blk) setWriteback(on bool) {
+	b.writeback.Store(on)
+	if r, ok := b.disk.(writeCacheReporter); ok {
+		r.SetWriteCache(on)
+	}
+}
 
 // Negotiated implements Device: as QEMU, at DRIVER_OK a driver that
 // acknowledges neither CONFIG_WCE nor FLUSH gets a write-through cache,
@@ -91,7 +102,7 @@ func (b *Blk) Reset() { b.writeback.Store(true) }
 // mode it sets.
 func (b *Blk) Negotiated(features uint64) {
 	if features&blkFConfigWCE == 0 {
-		b.writeback.Store(features&blkFFlush != 0)
+		b.setWriteback(features&blkFFlush != 0)
 	}
 }
 
@@ -108,7 +119,7 @@ func (b *Blk) LoadState(s []byte) error {
 	if len(s) != 1 || s[0] > 1 {
 		return fmt.Errorf("virtio-blk: bad device state %x", s)
 	}
-	b.writeback.Store(s[0] == 1)
+	b.setWriteback(s[0] == 1)
 	return nil
 }
 
@@ -169,7 +180,7 @@ func (b *Blk) ReadConfig(off uint64, size int) (uint64, bool) {
 // WriteConfig implements Device: only the write-cache byte is writable.
 func (b *Blk) WriteConfig(off uint64, size int, val uint64) {
 	if off <= 0x20 && off+uint64(size) > 0x20 {
-		b.writeback.Store(val>>(8*(0x20-off))&0xff != 0)
+		b.setWriteback(val>>(8*(0x20-off))&0xff != 0)
 	}
 }
 

@@ -1,5 +1,3 @@
-//go:build snapvm_known_bug
-
 package externale2e
 
 import (
@@ -15,9 +13,8 @@ import (
 // does sync every write, as QEMU does). QEMU 7.2 then reports the backend's
 // write cache as off: query-block cache.writeback false, `info block`
 // "Cache mode: writethrough", on the original node and on every overlay an
-// external snapshot puts on top. snapvm keeps reporting writeback
-// (block/query.go fills BlockCache{Writeback: true} whatever the device
-// negotiated).
+// external snapshot puts on top; snapvm reports the mode the device runs
+// with in the same places.
 func TestWriteCacheModeReported(t *testing.T) {
 	for _, c := range []struct{ name, bin string }{{"qemu", vmrun.QEMU(t)}, {"snapvm", vmrun.Snapvm(t)}} {
 		t.Run(c.name, func(t *testing.T) {
