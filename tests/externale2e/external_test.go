@@ -97,8 +97,17 @@ func checkSnapshotChain(t *testing.T, g *guest) {
 		FullBackingFilename string `json:"full-backing-filename"`
 		BackingFormat       string `json:"backing-filename-format"`
 	}
-	if err := json.Unmarshal([]byte(g.qemuImg("info", "--backing-chain", "--output=json", chain[n])), &infos); err != nil {
+	qemuInfo := g.qemuImg("info", "--backing-chain", "--output=json", chain[n])
+	if err := json.Unmarshal([]byte(qemuInfo), &infos); err != nil {
 		t.Fatal(err)
+	}
+	// snapvm-img describes the chain exactly as qemu-img does.
+	for _, format := range []string{"json", "human"} {
+		want := g.qemuImg("info", "--backing-chain", "--output="+format, chain[n])
+		got, err := exec.Command(snapvmImg(t), "info", "--backing-chain", "--output="+format, chain[n]).CombinedOutput()
+		if err != nil || string(got) != want {
+			t.Fatalf("snapvm-img info --backing-chain --output=%s (%v) differs from qemu-img's:\n%s\nqemu-img:\n%s", format, err, got, want)
+		}
 	}
 	if len(infos) != n+1 {
 		t.Fatalf("qemu-img info --backing-chain: %d images, want %d", len(infos), n+1)
