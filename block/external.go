@@ -229,24 +229,7 @@ func lockErr(path string) error {
 // openOverlay opens o as a node the monitor does not own (like the
 // overlays QEMU opens itself), registering it and its file child.
 func (g *Graph) openOverlay(o Options, readOnly bool) (*Node, error) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	op := &opening{g: g, names: map[string]bool{}}
-	n, err := op.open(o, &readOnly, false)
-	if err != nil {
-		for i := len(op.nodes) - 1; i >= 0; i-- {
-			op.nodes[i].drv.close()
-		}
-		return nil, err
-	}
-	for _, c := range op.nodes {
-		g.nodes = append(g.nodes, c)
-		g.byName[c.name] = c
-	}
-	for _, l := range op.links {
-		link(l.child, l.parent, l.role)
-	}
-	return n, nil
+	return g.addTree(o, &readOnly, false)
 }
 
 // dropNode closes n and removes it (and children only it used) from the

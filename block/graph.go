@@ -113,10 +113,18 @@ func (g *Graph) Add(o Options) (*Node, error) {
 	if o.NodeName == "" {
 		return nil, errors.New("'node-name' must be specified for the root node")
 	}
+	return g.addTree(o, nil, true)
+}
+
+// addTree opens the node o describes and its nested children, and puts
+// them in the graph all together or not at all. inheritRO, if set, is the
+// read-only mode children inherit; monitorOwned marks the root as one the
+// monitor may delete.
+func (g *Graph) addTree(o Options, inheritRO *bool, monitorOwned bool) (*Node, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	op := &opening{g: g, names: map[string]bool{}}
-	n, err := op.open(o, nil, true)
+	n, err := op.open(o, inheritRO, monitorOwned)
 	if err != nil {
 		for i := len(op.nodes) - 1; i >= 0; i-- {
 			op.nodes[i].drv.close()
