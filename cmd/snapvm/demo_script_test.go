@@ -20,7 +20,7 @@ import (
 func TestDemoSavesAndLoads(t *testing.T) {
 	bin := vmrun.Snapvm(t)
 	cmd := exec.Command(bin)
-	var out syncBuffer
+	var out vmrun.OutputBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

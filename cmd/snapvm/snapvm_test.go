@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,33 +17,16 @@ import (
 	"github.com/snapvm/snapvm/tests/vmrun"
 )
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // start runs snapvm in-process and returns its output buffers and a
 // channel with the exit status.
-func start(args ...string) (*syncBuffer, *syncBuffer, chan int) {
-	var out, errb syncBuffer
+func start(args ...string) (*vmrun.OutputBuffer, *vmrun.OutputBuffer, chan int) {
+	var out, errb vmrun.OutputBuffer
 	done := make(chan int, 1)
 	go func() { done <- run(args, strings.NewReader(""), &out, &errb) }()
 	return &out, &errb, done
 }
 
-func waitExit(t *testing.T, done chan int, errb *syncBuffer) int {
+func waitExit(t *testing.T, done chan int, errb *vmrun.OutputBuffer) int {
 	t.Helper()
 	select {
 	case rc := <-done:

@@ -9,7 +9,6 @@ package externale2e
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -21,6 +20,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/snapvm/snapvm/tests/vmrun"
 )
 
 // Event is one QMP event with the time it was read.
@@ -42,8 +43,8 @@ func (e *QMPError) Error() string { return e.Class + ": " + e.Desc }
 type VM struct {
 	Name string
 	cmd  *exec.Cmd
-	out  *lockedBuffer
-	errb *lockedBuffer
+	out  *vmrun.OutputBuffer
+	errb *vmrun.OutputBuffer
 	done chan struct{}
 
 	conn    net.Conn
@@ -59,7 +60,7 @@ type VM struct {
 func Start(name, bin, dir string, args []string) (*VM, error) {
 	sock := filepath.Join(dir, name+"-qmp.sock")
 	args = append(append([]string(nil), args...), "-qmp", "unix:"+sock+",server=on,wait=off")
-	v := &VM{Name: name, out: &lockedBuffer{}, errb: &lockedBuffer{}, done: make(chan struct{}), replies: make(chan []byte, 1)}
+	v := &VM{Name: name, out: &vmrun.OutputBuffer{}, errb: &vmrun.OutputBuffer{}, done: make(chan struct{}), replies: make(chan []byte, 1)}
 	v.cmd = exec.Command(bin, args...)
 	v.cmd.Dir = dir
 	v.cmd.Stdout = v.out
@@ -286,21 +287,4 @@ func CheckDiskcheck(out string) error {
 		}
 	}
 	return nil
-}
-
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

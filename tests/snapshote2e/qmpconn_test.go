@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/snapvm/snapvm/tests/vmrun"
 )
 
 // qconn is a plain QMP client that keeps every event it receives, in
@@ -222,7 +224,7 @@ func launch(t *testing.T, name, bin string, args []string) *qvm {
 	t.Helper()
 	sock := filepath.Join(t.TempDir(), "qmp.sock")
 	args = append(slices.Clone(args), "-qmp", "unix:"+sock+",server=on,wait=off")
-	v := &vm{name: name, out: &syncBuffer{}, errb: &syncBuffer{}, done: make(chan struct{})}
+	v := &vm{name: name, out: &vmrun.OutputBuffer{}, errb: &vmrun.OutputBuffer{}, done: make(chan struct{})}
 	v.cmd = exec.Command(bin, args...)
 	v.cmd.Stdout = v.out
 	v.cmd.Stderr = v.errb

@@ -1,43 +1,24 @@
 package snapshote2e
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/digitalocean/go-qemu/qmp"
+	"github.com/snapvm/snapvm/tests/vmrun"
 )
-
-// syncBuffer collects a process's stdout while tests read it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // vm is one running VM process with its QMP connection.
 type vm struct {
 	name string
 	cmd  *exec.Cmd
-	out  *syncBuffer
-	errb *syncBuffer
+	out  *vmrun.OutputBuffer
+	errb *vmrun.OutputBuffer
 	mon  *qmp.SocketMonitor
 	done chan struct{}
 }
@@ -48,7 +29,7 @@ func startVM(t *testing.T, name, bin string, args []string) *vm {
 	t.Helper()
 	sock := filepath.Join(t.TempDir(), "qmp.sock")
 	args = append(append([]string(nil), args...), "-qmp", "unix:"+sock+",server=on,wait=off")
-	v := &vm{name: name, out: &syncBuffer{}, errb: &syncBuffer{}, done: make(chan struct{})}
+	v := &vm{name: name, out: &vmrun.OutputBuffer{}, errb: &vmrun.OutputBuffer{}, done: make(chan struct{})}
 	v.cmd = exec.Command(bin, args...)
 	v.cmd.Stdout = v.out
 	v.cmd.Stderr = v.errb

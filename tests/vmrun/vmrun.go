@@ -80,7 +80,7 @@ func Run(bin string, args []string, timeout time.Duration) (Result, error) {
 // until(stdout so far) holds (Stopped) or when timeout passes (TimedOut).
 func RunUntil(bin string, args []string, timeout time.Duration, until func(out []byte) bool) (Result, error) {
 	cmd := exec.Command(bin, args...)
-	out := &lockedBuffer{}
+	out := &OutputBuffer{}
 	var errb bytes.Buffer
 	cmd.Stdout = out
 	cmd.Stderr = &errb
@@ -122,21 +122,31 @@ func Lines(n int) func(out []byte) bool {
 	return func(out []byte) bool { return bytes.Count(out, []byte("\n")) >= n }
 }
 
-type lockedBuffer struct {
+// OutputBuffer collects a VM process's output while tests read it; it is
+// safe for concurrent use.
+type OutputBuffer struct {
 	mu  sync.Mutex
 	buf bytes.Buffer
 }
 
-func (b *lockedBuffer) Write(p []byte) (int, error) {
+func (b *OutputBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.Write(p)
 }
 
-func (b *lockedBuffer) Bytes() []byte {
+// Bytes is a copy of what was written so far.
+func (b *OutputBuffer) Bytes() []byte {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return bytes.Clone(b.buf.Bytes())
+}
+
+// String is what was written so far.
+func (b *OutputBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 // ModuleRoot is the directory holding go.mod.
