@@ -396,3 +396,33 @@ func TestSaveWhileGuestStoresRecordsRAMAtThePause(t *testing.T) {
 		}
 	}
 }
+
+// A disk that refuses the snapshot part-way makes the save fail, removes
+// the snapshots already created on the other disks, and lets the guest run
+// on.
+func TestSaveRollsBackWhenADiskFails(t *testing.T) {
+	r := newRig(t, 2)
+	// The second disk's image is open read-only although the node claims
+	// to be writable: its CreateSnapshot fails after the first disk's
+	// succeeded.
+	ro, err := qcow2.Open(r.paths[1], qcow2.OpenOptions{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ro.Close()
+	r.disks.disks[1].Image.Close()
+	r.disks.disks[1].Image = ro
+	err = r.mgr.Save("s", "adisk", r.names(), SaveOptions{})
+	if err == nil || err.Error() != "Could not create snapshot 's' on 'bdisk'" {
+		t.Fatalf("save: %v", err)
+	}
+	if s := r.disks.disks[0].Image.Snapshots(); len(s) != 0 {
+		t.Fatalf("the first disk kept %+v", s)
+	}
+	if !r.vm.running {
+		t.Fatal("the guest was left paused")
+	}
+	if res, err := qcow2.Check(r.paths[0], qcow2.RepairNone); err != nil || res.Corruptions != 0 {
+		t.Fatalf("check after the rollback: %+v, %v", res, err)
+	}
+}
