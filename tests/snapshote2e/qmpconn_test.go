@@ -113,25 +113,31 @@ func (q *qconn) call(t *testing.T, cmd string, args any) (json.RawMessage, *qmpE
 	if _, err := q.c.Write(append(raw, '\n')); err != nil {
 		t.Fatalf("%s: %s: %v", q.name, cmd, err)
 	}
+	var m map[string]json.RawMessage
 	select {
-	case m := <-q.replies:
-		if e, ok := m["error"]; ok {
-			var qe struct {
-				Class string `json:"class"`
-				Desc  string `json:"desc"`
-			}
-			if err := json.Unmarshal(e, &qe); err != nil {
-				t.Fatalf("%s: %s: bad error %s", q.name, cmd, e)
-			}
-			return nil, &qmpError{qe.Class, qe.Desc}
-		}
-		return m["return"], nil
+	case m = <-q.replies:
 	case <-q.closed:
-		t.Fatalf("%s: connection closed during %s", q.name, cmd)
+		// The answer (quit's, say) may have arrived just before the
+		// connection closed: both channels are then ready at once.
+		select {
+		case m = <-q.replies:
+		default:
+			t.Fatalf("%s: connection closed during %s", q.name, cmd)
+		}
 	case <-time.After(time.Minute):
 		t.Fatalf("%s: no answer to %s", q.name, cmd)
 	}
-	return nil, nil
+	if e, ok := m["error"]; ok {
+		var qe struct {
+			Class string `json:"class"`
+			Desc  string `json:"desc"`
+		}
+		if err := json.Unmarshal(e, &qe); err != nil {
+			t.Fatalf("%s: %s: bad error %s", q.name, cmd, e)
+		}
+		return nil, &qmpError{qe.Class, qe.Desc}
+	}
+	return m["return"], nil
 }
 
 // run is call for commands that must succeed.
