@@ -69,11 +69,8 @@ func runCheck(e *env, args []string) error {
 			return usageErr("--%s is not supported", o.name)
 		}
 	}
-	if len(pos) != 1 {
-		if len(pos) == 0 {
-			return usageErr("Expecting one image file name")
-		}
-		return usageErr("Unexpected argument: %s", pos[1])
+	if err := oneImage(pos); err != nil {
+		return err
 	}
 	filename := pos[0]
 	if format == "" {

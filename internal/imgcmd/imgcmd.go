@@ -56,6 +56,18 @@ func usageErr(format string, args ...any) error {
 	return &exitError{code: 1, msg: fmt.Sprintf(format, args...), hint: true}
 }
 
+// oneImage checks that the subcommand got exactly one image file name,
+// with qemu-img's texts otherwise.
+func oneImage(pos []string) error {
+	switch len(pos) {
+	case 1:
+		return nil
+	case 0:
+		return usageErr("Expecting one image file name")
+	}
+	return usageErr("Unexpected argument: %s", pos[1])
+}
+
 // env is what a subcommand runs with.
 type env struct {
 	stdout, stderr io.Writer

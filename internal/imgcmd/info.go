@@ -43,11 +43,8 @@ func runInfo(e *env, args []string) error {
 			return usageErr("--%s is not supported", o.name)
 		}
 	}
-	if len(pos) != 1 {
-		if len(pos) == 0 {
-			return usageErr("Expecting one image file name")
-		}
-		return usageErr("Unexpected argument: %s", pos[1])
+	if err := oneImage(pos); err != nil {
+		return err
 	}
 	g, n, err := openImage(e, pos[0], format, true, !chain)
 	if err != nil {

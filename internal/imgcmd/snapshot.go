@@ -47,11 +47,8 @@ func runSnapshot(e *env, args []string) error {
 		}
 	}
 	_ = quiet // qemu-img snapshot prints nothing but the list anyway
-	if len(pos) != 1 {
-		if len(pos) == 0 {
-			return usageErr("Expecting one image file name")
-		}
-		return usageErr("Unexpected argument: %s", pos[1])
+	if err := oneImage(pos); err != nil {
+		return err
 	}
 	filename := pos[0]
 	g, n, err := openImage(e, filename, "", action == "l" || action == "", true)
