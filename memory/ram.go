@@ -95,6 +95,12 @@ func (r *RAM) MarkDirty(off uint64) {
 	}
 }
 
+// PageBitmaps returns the dirty and written bitmaps themselves (one bit per
+// page, bit i%64 of word i/64), for generated code that marks stores inline
+// exactly as MarkDirty does: store first, then set each bit with an atomic
+// OR when it is clear.
+func (r *RAM) PageBitmaps() (dirty, written []uint64) { return r.dirty, r.written }
+
 // MarkRangeDirty marks every page overlapping [off, off+n).
 func (r *RAM) MarkRangeDirty(off, n uint64) {
 	if n == 0 {

@@ -36,7 +36,12 @@ func (h *Hart) Run(budget uint64) StopReason {
 		if n > sliceLen {
 			n = sliceLen
 		}
-		done := h.exec(n)
+		var done uint64
+		if h.JITActive() {
+			done = h.execJIT(n)
+		} else {
+			done = h.exec(n)
+		}
 		if done == 0 {
 			done = 1 // a trap counts, so a fault loop still ends
 		}

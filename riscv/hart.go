@@ -105,6 +105,9 @@ type Hart struct {
 
 	pmpActive bool // some PMP entry is on (derived from pmpcfg)
 	pmpLocked bool // some active PMP entry is locked (derived)
+
+	jit    *jitHart // translator state, created on first use (derived)
+	jitOff bool     // SetJIT(false)
 }
 
 // NewHart creates hart id on the given RAM, bus and time source, and resets

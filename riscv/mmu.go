@@ -103,6 +103,9 @@ type codePage struct {
 	gen     uint64 // mmuState.codeGen at the last validation
 	ramOff  uint64 // RAM offset of the page
 	scratch bool   // a one-instruction page for fetches outside the cache
+	// jit holds the translated blocks of the page; nil whenever insns
+	// is reset.
+	jit *jitPage
 }
 
 // tlbSet is the TLBs for one privilege level. Keeping a set per level
@@ -172,6 +175,7 @@ func (h *Hart) flushCode() {
 	for _, rp := range m.live {
 		if cp := m.codePages[rp]; cp != nil {
 			m.codePages[rp] = nil
+			cp.jit = nil
 			m.free = append(m.free, cp)
 		}
 	}
@@ -268,6 +272,7 @@ func (h *Hart) codePageFor(rp uint64) *codePage {
 		if cp.gen != m.codeGen {
 			if !bytes.Equal(cp.raw[:], page) {
 				cp.insns = [pageInsns]dinsn{}
+				cp.jit = nil
 				copy(cp.raw[:], page)
 			}
 			cp.gen = m.codeGen
@@ -282,6 +287,7 @@ func (h *Hart) codePageFor(rp uint64) *codePage {
 		cp = m.free[n-1]
 		m.free = m.free[:n-1]
 		cp.insns = [pageInsns]dinsn{}
+		cp.jit = nil
 	} else {
 		cp = new(codePage)
 	}
@@ -333,6 +339,7 @@ func (h *Hart) invalidateRAM(off, n uint64) {
 		for i := first; i <= hi>>1; i++ {
 			cp.insns[i].op = opDecode
 		}
+		cp.jit = nil
 		// An instruction straddling into this page from the previous one
 		// is never cached, so nothing else to do.
 	}
