@@ -83,7 +83,8 @@ func (h *Hart) execJIT(limit uint64) uint64 {
 	var steps uint64
 	h.endSlice = false
 	for steps < limit && !h.endSlice {
-		entry := h.jitEntry(h.pc)
+		pc := h.pc
+		entry := h.jitEntry(pc)
 		if entry == 0 {
 			n := h.exec(1)
 			steps += max(n, 1)
@@ -99,9 +100,13 @@ func (h *Hart) execJIT(limit uint64) uint64 {
 		steps += done
 		h.instret += done
 		h.pc = c.exitPC
-		if c.exitKind == exitInterpret {
+		switch {
+		case c.exitKind == exitInterpret:
 			n := h.exec(1)
 			steps += max(n, 1)
+		case done == 0 && h.pc == pc:
+			// The next block is longer than what is left of the budget.
+			steps += max(h.exec(limit-steps), 1)
 		}
 	}
 	return steps

@@ -1,6 +1,7 @@
 package riscv
 
 import (
+	"encoding/binary"
 	"runtime"
 	"unsafe"
 
@@ -65,7 +66,9 @@ type jitHart struct {
 	ctx  jitCtx
 	code []byte
 	used int
-	asm  x64.Asm
+	// refills counts how often the buffer filled up and was reused.
+	refills int
+	asm     x64.Asm
 	// stubs are the out-of-line exits of the block being translated.
 	stubs []jitStub
 }
@@ -114,6 +117,7 @@ func (j *jitHart) translate(h *Hart, cp *codePage, pc uint64) uintptr {
 	if j.used+jitBlockRoom > len(j.code) {
 		h.dropJIT()
 		j.used = 0
+		j.refills++
 	}
 	if cp.jit == nil {
 		cp.jit = new(jitPage)
@@ -162,6 +166,7 @@ type blockGen struct {
 	cp      *codePage
 	startPC uint64
 	done    int // instructions emitted so far
+	maxLen  int // instructions on the block's longest path
 }
 
 func regMem(r uint8) x64.Mem { return x64.M(rRegs, int32(r&63)*8) }
@@ -188,9 +193,13 @@ func (b *blockGen) exit(pc uint64, kind uint64, done int) {
 
 func (b *blockGen) emit() {
 	a := b.a
-	// Entry: run only while budget remains.
-	a.TestRR(true, rBudget, rBudget)
-	b.exitIf(x64.CondLE, b.startPC, exitDispatch, 0)
+	// Entry: run only when the budget covers the whole block, so Run's
+	// budget stays exact (execJIT interprets the remainder). The block's
+	// length is known only at its end: patch the immediate then.
+	a.ALUImm(true, x64.CMP, rBudget, 0x7fffffff) // imm32 form, patched below
+	lenAt := a.Len() - 4
+	b.exitIf(x64.CondL, b.startPC, exitDispatch, 0)
+	defer func() { binary.LittleEndian.PutUint32(a.Buf[lenAt:], uint32(b.maxLen)) }()
 
 	pc := b.startPC
 	pageBase := pc &^ 4095
@@ -227,6 +236,7 @@ func (b *blockGen) emit() {
 
 // endBlock accounts for the instructions emitted so far.
 func (b *blockGen) endBlock() {
+	b.maxLen = max(b.maxLen, b.done)
 	if b.done > 0 {
 		b.a.ALUImm(true, x64.SUB, rBudget, int32(b.done))
 	}
