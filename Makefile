@@ -20,6 +20,8 @@ vet:
 
 test: setup vet
 	$(GO) test -count=1 -timeout 20m ./...
+	# The hart's interpreter on its own (translation off), against the same tests.
+	SNAPVM_JIT=0 $(GO) test -count=1 -timeout 20m ./riscv/... ./tests/difftest/... ./tests/randinsn/...
 	$(GO) test -count=1 -race -timeout 20m $$($(GO) list $(RACE_PKGS) 2>/dev/null)
 
 # The demo: boot the bundled guest, take a snapshot and restore it.

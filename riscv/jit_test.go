@@ -1,7 +1,6 @@
 package riscv
 
 import (
-	"fmt"
 	"math/rand/v2"
 	"testing"
 	"unsafe"
@@ -124,33 +123,54 @@ func compareRigs(t *testing.T, what string, a, b *rig) {
 func TestJITMatchesInterpreter(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	for i := range 300 {
-		jit, interp := twoRigs(t)
-		body := randomBody(rng, 10+rng.IntN(80))
-		var init []uint32
-		for _, r := range []uint32{1, 2, 3, 4, 5, 6, 7, 10, 11, 12, 13, 14, 15, 16, 17} {
-			v := rng.Uint64()
-			switch rng.IntN(4) {
-			case 0:
-				v = uint64(int64(rng.IntN(5)) - 2) // 0, ±1, ±2: division edge cases
-			case 1:
-				v = 1 << 63
-			}
-			init = append(init, li(r, v)...)
-		}
-		p := prog(init, li(s0, dataAddr), li(t6, 3),
-			body, NOP, NOP, NOP, NOP, ADDI(t6, t6, -1), BNE(t6, zero, -4*int32(len(body)+5)), HALT())
-		for _, r := range []*rig{interp, jit} {
-			for off := uint64(0); off < 1024; off += 8 {
-				r.wr64(dataAddr-512+off, off*0x9e3779b97f4a7c15)
-			}
-			r.runProg(p)
-		}
-		compareRigs(t, fmt.Sprintf("program %d", i), jit, interp)
-		if t.Failed() {
-			t.Logf("body: %#x", body)
+		if !runBothWays(t, rng) {
+			t.Logf("program %d", i)
 			return
 		}
 	}
+}
+
+// FuzzJITMatchesInterpreter is TestJITMatchesInterpreter over seeds.
+func FuzzJITMatchesInterpreter(f *testing.F) {
+	f.Add(uint64(1), uint64(2))
+	f.Add(uint64(0xdead), uint64(0xbeef))
+	f.Fuzz(func(t *testing.T, a, b uint64) {
+		runBothWays(t, rand.New(rand.NewPCG(a, b)))
+	})
+}
+
+// runBothWays builds one random program from rng, runs it translated and
+// interpreted, and reports whether the runs agreed.
+func runBothWays(t *testing.T, rng *rand.Rand) bool {
+	jit, interp := twoRigs(t)
+	body := randomBody(rng, 10+rng.IntN(80))
+	var init []uint32
+	for _, r := range []uint32{1, 2, 3, 4, 5, 6, 7, 10, 11, 12, 13, 14, 15, 16, 17} {
+		v := rng.Uint64()
+		switch rng.IntN(4) {
+		case 0:
+			v = uint64(int64(rng.IntN(5)) - 2) // 0, ±1, ±2: division edge cases
+		case 1:
+			v = 1 << 63
+		}
+		init = append(init, li(r, v)...)
+	}
+	// Forward branches may skip up to three instructions: the NOPs keep
+	// them inside the loop.
+	p := prog(init, li(s0, dataAddr), li(t6, 3),
+		body, NOP, NOP, NOP, NOP, ADDI(t6, t6, -1), BNE(t6, zero, -4*int32(len(body)+5)), HALT())
+	for _, r := range []*rig{interp, jit} {
+		for off := uint64(0); off < 1024; off += 8 {
+			r.wr64(dataAddr-512+off, off*0x9e3779b97f4a7c15)
+		}
+		r.runProg(p)
+	}
+	compareRigs(t, "random program", jit, interp)
+	if t.Failed() {
+		t.Logf("body: %#x", body)
+		return false
+	}
+	return true
 }
 
 // A budget is exact: the translator leaves what a block cannot finish to
