@@ -1,7 +1,7 @@
-// Package riscv owns one RV64 hart: an interpreter for RV64IMAC with
-// Zicsr and Zifencei, M/S/U modes, the CSR file, traps and interrupts,
-// PMP, the Sv39 MMU with its TLBs, a decoded-instruction cache, and the
-// hart's snapshot section.
+// Package riscv owns one RV64 hart: an interpreter and a translator to
+// host code for RV64IMAC with Zicsr and Zifencei, M/S/U modes, the CSR
+// file, traps and interrupts, PMP, the Sv39 MMU with its TLBs, a
+// decoded-instruction cache, and the hart's snapshot section.
 //
 // # Running a hart
 //
@@ -60,6 +60,29 @@
 // entry matches and MRET to S/U illegal when no entry is set; tval 0 for
 // ECALL/EBREAK and the instruction bits for illegal instructions; mtvec and
 // stvec writes with MODE >= 2 ignored; marchid/mimpid 0x070216.
+//
+// # Translation
+//
+// On amd64 hosts Run translates code into host instructions (jit.go,
+// jit_amd64.go, with the encoder in internal/x64); elsewhere, with
+// SetJIT(false) or with SNAPVM_JIT=0 in the environment, it interprets.
+// A block is a run of up to 128 integer instructions (RV64IM, loads,
+// stores, branches and jumps) within one page, translated when first
+// reached. Blocks keep guest registers in Hart.x, look data addresses up
+// in the interpreter's TLB entries and mark dirty and written bits as
+// MarkDirty does; a TLB miss, a misaligned access, a store to a page that
+// holds decoded code, and every instruction outside that set (CSRs, AMOs,
+// LR/SC, ECALL, xRET, WFI, FENCE.I, SFENCE.VMA, illegal or page-crossing
+// instructions) leave the block, and the interpreter executes that one
+// instruction. A block jumps straight to a block of its own page through
+// the page's entry table and to any other address through the fetch TLB,
+// so everything that drops decoded code or fetch translations (stores into
+// code, FENCE.I, InvalidateCode, SFENCE.VMA, satp or privilege changes,
+// snapshot loads) drops or bypasses the blocks with it. A block starts only
+// if the budget covers it, so Run's budget stays exact. Translated and
+// interpreted runs are compared instruction for instruction by
+// TestJITMatchesInterpreter and FuzzJITMatchesInterpreter, and both run
+// the guest and random-instruction comparisons with QEMU.
 //
 // # Snapshots
 //
