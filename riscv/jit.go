@@ -46,6 +46,29 @@ const (
 // page, by halfword index; 0 means none yet.
 type jitPage struct {
 	entry [pageInsns]uintptr
+	// waiting holds, by halfword index, the rel32 fields of jumps from this
+	// page's blocks to blocks not translated yet; setEntry points them at
+	// the block once it exists.
+	waiting map[uint16][]uintptr
+}
+
+// chain records the jump whose rel32 is at site as waiting for idx.
+func (p *jitPage) chain(idx uint64, site uintptr) {
+	if p.waiting == nil {
+		p.waiting = make(map[uint16][]uintptr)
+	}
+	p.waiting[uint16(idx)] = append(p.waiting[uint16(idx)], site)
+}
+
+// setEntry records the block at idx and links the jumps waiting for it.
+func (p *jitPage) setEntry(j *jitHart, idx uint64, e uintptr) {
+	p.entry[idx] = e
+	if sites, ok := p.waiting[uint16(idx)]; ok {
+		for _, s := range sites {
+			j.patchJump(s, e)
+		}
+		delete(p.waiting, uint16(idx))
+	}
 }
 
 // jitDisabled turns translation off for the whole process (SNAPVM_JIT=0),
@@ -138,8 +161,11 @@ func (h *Hart) jitEntry(pc uint64) uintptr {
 	if e := cp.jit.entry[idx]; e != 0 {
 		return e
 	}
-	e := h.jitState().translate(h, cp, pc)
-	cp.jit.entry[idx] = e
+	j := h.jitState()
+	e := j.translate(h, cp, pc)
+	if e != 0 {
+		cp.jit.setEntry(j, idx, e)
+	}
 	return e
 }
 

@@ -126,7 +126,7 @@ func (j *jitHart) translate(h *Hart, cp *codePage, pc uint64) uintptr {
 	a.Buf = a.Buf[:0]
 	j.stubs = j.stubs[:0]
 	base := uintptr(unsafe.Pointer(&j.code[j.used]))
-	b := blockGen{j: j, a: a, h: h, cp: cp, startPC: pc}
+	b := blockGen{j: j, a: a, h: h, cp: cp, startPC: pc, base: base}
 	b.emit()
 	for _, s := range j.stubs {
 		at := a.Len()
@@ -158,6 +158,13 @@ func (j *jitHart) translate(h *Hart, cp *codePage, pc uint64) uintptr {
 	return base
 }
 
+// patchJump points the rel32 at host address site (in this hart's code
+// buffer) to target.
+func (j *jitHart) patchJump(site, target uintptr) {
+	off := site - uintptr(unsafe.Pointer(&j.code[0]))
+	binary.LittleEndian.PutUint32(j.code[off:], uint32(int32(int64(target)-int64(site+4))))
+}
+
 // blockGen emits one block.
 type blockGen struct {
 	j       *jitHart
@@ -165,7 +172,8 @@ type blockGen struct {
 	h       *Hart
 	cp      *codePage
 	startPC uint64
-	done    int // instructions emitted so far
+	base    uintptr // where the block will be copied
+	done    int     // instructions emitted so far
 	maxLen  int // instructions on the block's longest path
 }
 
@@ -242,8 +250,11 @@ func (b *blockGen) endBlock() {
 	}
 }
 
-// gotoPC continues at the constant address pc: through the page's entry
-// table when it lies in this block's page, through the fetch TLB otherwise.
+// gotoPC continues at the constant address pc. Within this block's page
+// it jumps straight to the target block when one exists (or is this
+// block), and otherwise through the page's entry table, with the jump left
+// for jitEntry to point at the target once it is translated. Other pages
+// go through the fetch TLB.
 func (b *blockGen) gotoPC(pc uint64) {
 	a := b.a
 	if pc>>12 != b.startPC>>12 {
@@ -251,7 +262,20 @@ func (b *blockGen) gotoPC(pc uint64) {
 		b.gotoRAX()
 		return
 	}
-	slot := &b.cp.jit.entry[(pc&4095)>>1]
+	idx := (pc & 4095) >> 1
+	jp := b.cp.jit
+	at := a.Jmp()
+	switch {
+	case pc == b.startPC:
+		a.PatchRel32(at, 0)
+		return
+	case jp.entry[idx] != 0:
+		a.PatchRel32Abs(at, b.base, jp.entry[idx])
+		return
+	}
+	// Until patched the jump falls through to the table lookup.
+	jp.chain(idx, b.base+uintptr(at))
+	slot := &jp.entry[idx]
 	a.MovImm(x64.RCX, uint64(uintptr(unsafe.Pointer(slot))))
 	a.Load64(x64.RCX, x64.M(x64.RCX, 0))
 	a.TestRR(true, x64.RCX, x64.RCX)

@@ -12,3 +12,5 @@ func newJITHart(h *Hart) *jitHart { return &jitHart{} }
 func (j *jitHart) translate(h *Hart, cp *codePage, pc uint64) uintptr { return 0 }
 
 func jitEnter(entry uintptr, ctx *jitCtx) { panic("riscv: no translator on this host") }
+
+func (j *jitHart) patchJump(site, target uintptr) {}
