@@ -174,7 +174,7 @@ type blockGen struct {
 	startPC uint64
 	base    uintptr // where the block will be copied
 	done    int     // instructions emitted so far
-	maxLen  int // instructions on the block's longest path
+	maxLen  int     // instructions on the block's longest path
 }
 
 func regMem(r uint8) x64.Mem { return x64.M(rRegs, int32(r&63)*8) }

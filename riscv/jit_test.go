@@ -224,4 +224,3 @@ func TestJITStoresMarkDirtyAfterClear(t *testing.T) {
 		r.ram.ClearDirty()
 	}
 }
-
