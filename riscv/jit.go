@@ -1,6 +1,7 @@
 package riscv
 
 import (
+	"fmt"
 	"os"
 	"unsafe"
 )
@@ -69,6 +70,23 @@ func (p *jitPage) setEntry(j *jitHart, idx uint64, e uintptr) {
 		}
 		delete(p.waiting, uint16(idx))
 	}
+}
+
+// perfMap, with SNAPVM_PERFMAP=1 in the environment, receives one line
+// per translated block in the format perf(1) reads from
+// /tmp/perf-PID.map, so profiles name blocks by guest address
+// ("riscv_<pc>_<instructions>").
+var perfMap = openPerfMap()
+
+func openPerfMap() *os.File {
+	if os.Getenv("SNAPVM_PERFMAP") != "1" {
+		return nil
+	}
+	f, err := os.OpenFile(fmt.Sprintf("/tmp/perf-%d.map", os.Getpid()), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil
+	}
+	return f
 }
 
 // jitDisabled turns translation off for the whole process (SNAPVM_JIT=0),

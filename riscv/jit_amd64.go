@@ -2,6 +2,8 @@ package riscv
 
 import (
 	"encoding/binary"
+	"fmt"
+	"math/bits"
 	"runtime"
 	"unsafe"
 
@@ -18,16 +20,20 @@ const jitSupported = true
 //go:noescape
 func jitEnter(entry uintptr, ctx *jitCtx)
 
-// Host registers inside generated code. Everything else is scratch.
+// Host registers inside generated code. RAX, RCX and RDX are scratch for
+// each instruction's template; cachePool holds guest registers within a
+// block.
 const (
-	rRegs    = x64.RBX // &h.x[0]
-	rCtx     = x64.R12 // *jitCtx
-	rMem     = x64.R13 // &RAM[0]
-	rDTLB    = x64.R14 // data TLB set
-	rBudget  = x64.R15 // instructions left (signed)
-	rDirty   = x64.R10 // dirty bitmap
-	rWritten = x64.R11 // written bitmap
+	rRegs   = x64.RBX // &h.x[0]
+	rCtx    = x64.R12 // *jitCtx
+	rMem    = x64.R13 // &RAM[0]
+	rDTLB   = x64.R14 // data TLB set
+	rBudget = x64.R15 // instructions left (signed)
 )
+
+// cachePool is where a block keeps the guest registers it uses; they are
+// written back to Hart.x before every exit from the block.
+var cachePool = [...]x64.Reg{x64.RSI, x64.RDI, x64.R8, x64.R9, x64.R10, x64.R11}
 
 const (
 	// jitCodeSize is each hart's code buffer; when it fills up every block
@@ -51,6 +57,8 @@ var (
 	offCtxExitPC   = int32(unsafe.Offsetof(jitCtx{}.exitPC))
 	offCtxExitKind = int32(unsafe.Offsetof(jitCtx{}.exitKind))
 	offCtxITLB     = int32(unsafe.Offsetof(jitCtx{}.itlb))
+	offCtxDirty    = int32(unsafe.Offsetof(jitCtx{}.dirty))
+	offCtxWritten  = int32(unsafe.Offsetof(jitCtx{}.written))
 	offSetR        = int32(unsafe.Offsetof(tlbSet{}.r))
 	offSetW        = int32(unsafe.Offsetof(tlbSet{}.w))
 	offSetX        = int32(unsafe.Offsetof(tlbSet{}.x))
@@ -68,7 +76,9 @@ type jitHart struct {
 	used int
 	// refills counts how often the buffer filled up and was reused.
 	refills int
-	asm     x64.Asm
+	// loopBlocks counts blocks emitted in loop mode.
+	loopBlocks int
+	asm        x64.Asm
 	// stubs are the out-of-line exits of the block being translated.
 	stubs []jitStub
 }
@@ -86,6 +96,20 @@ type jitStub struct {
 	// back to resume.
 	mark   bool
 	resume int
+	// flush lists the cached guest registers to write back first.
+	flush []cachedReg
+}
+
+// pendingChain is a jump at offset at to the block at halfword idx.
+type pendingChain struct {
+	idx uint64
+	at  int
+}
+
+// cachedReg is a guest register held in a host register.
+type cachedReg struct {
+	host  x64.Reg
+	guest uint8
 }
 
 func newJITHart(h *Hart) *jitHart {
@@ -123,11 +147,32 @@ func (j *jitHart) translate(h *Hart, cp *codePage, pc uint64) uintptr {
 		cp.jit = new(jitPage)
 	}
 	a := &j.asm
-	a.Buf = a.Buf[:0]
-	j.stubs = j.stubs[:0]
 	base := uintptr(unsafe.Pointer(&j.code[j.used]))
-	b := blockGen{j: j, a: a, h: h, cp: cp, startPC: pc, base: base}
-	b.emit()
+	gen := func(loop *blockGen) *blockGen {
+		a.Buf = a.Buf[:0]
+		j.stubs = j.stubs[:0]
+		b := &blockGen{j: j, a: a, h: h, cp: cp, startPC: pc, base: base}
+		if loop != nil {
+			b.loop, b.loopRegs, b.loopWritten = true, loop.touched, loop.written
+		}
+		b.emit()
+		return b
+	}
+	b := gen(nil)
+	// A block that branches back to its own start and uses few enough
+	// registers is emitted again as a loop that keeps them in host
+	// registers across iterations.
+	if b.selfLoop && bits.OnesCount64(b.touched) <= len(cachePool) {
+		if lb := gen(b); !lb.loopBroken {
+			b = lb
+			j.loopBlocks++
+		} else {
+			b = gen(nil)
+		}
+	}
+	for _, c := range b.chains {
+		cp.jit.chain(c.idx, base+uintptr(c.at))
+	}
 	for _, s := range j.stubs {
 		at := a.Len()
 		for _, f := range s.from {
@@ -135,10 +180,15 @@ func (j *jitHart) translate(h *Hart, cp *codePage, pc uint64) uintptr {
 		}
 		switch {
 		case s.mark:
-			a.LockBts(x64.M(rDirty, 0), x64.RAX)
-			a.LockBts(x64.M(rWritten, 0), x64.RAX)
+			a.Load64(x64.RDX, x64.M(rCtx, offCtxDirty))
+			a.LockBts(x64.M(x64.RDX, 0), x64.RAX)
+			a.Load64(x64.RDX, x64.M(rCtx, offCtxWritten))
+			a.LockBts(x64.M(x64.RDX, 0), x64.RAX)
 			a.PatchRel32(a.Jmp(), s.resume)
 		default:
+			for _, f := range s.flush {
+				a.Store64(regMem(f.guest), f.host)
+			}
 			if s.done > 0 {
 				a.ALUImm(true, x64.SUB, rBudget, int32(s.done))
 			}
@@ -155,6 +205,9 @@ func (j *jitHart) translate(h *Hart, cp *codePage, pc uint64) uintptr {
 	}
 	copy(j.code[j.used:], a.Buf)
 	j.used += (len(a.Buf) + 15) &^ 15
+	if perfMap != nil {
+		fmt.Fprintf(perfMap, "%x %x riscv_%x_%d\n", base, len(a.Buf), pc, b.maxLen)
+	}
 	return base
 }
 
@@ -175,12 +228,40 @@ type blockGen struct {
 	base    uintptr // where the block will be copied
 	done    int     // instructions emitted so far
 	maxLen  int     // instructions on the block's longest path
+	// lenSites are imm32 fields to patch with maxLen once known.
+	lenSites []int
+	// chains are jumps to other blocks of the page not translated yet.
+	chains []pendingChain
+
+	// touched and written are the guest registers (bit numbers) the block
+	// reads or writes and writes; selfLoop is set when it jumps back to
+	// its own start.
+	touched, written uint64
+	selfLoop         bool
+	// In loop mode every register in loopRegs is loaded into the cache at
+	// entry and stays there; the jump back to the start skips the loads
+	// and the write-back. loopBroken reports a register outside the set.
+	loop                  bool
+	loopRegs, loopWritten uint64
+	loopBroken            bool
+	bodyStart             int
+
+	// The register cache: which guest register each cachePool register
+	// holds (-1: none), whether it differs from Hart.x, and when it was
+	// last used.
+	cached [len(cachePool)]int16
+	dirty  [len(cachePool)]bool
+	used   [len(cachePool)]int
+	clock  int
 }
 
 func regMem(r uint8) x64.Mem { return x64.M(rRegs, int32(r&63)*8) }
 
 // stub registers an out-of-line exit and returns its index for jumpTo.
 func (b *blockGen) stub(s jitStub) int {
+	if !s.mark && !s.fromRAX {
+		s.flush = b.dirtyRegs()
+	}
 	b.j.stubs = append(b.j.stubs, s)
 	return len(b.j.stubs) - 1
 }
@@ -201,13 +282,31 @@ func (b *blockGen) exit(pc uint64, kind uint64, done int) {
 
 func (b *blockGen) emit() {
 	a := b.a
+	for i := range b.cached {
+		b.cached[i] = -1
+	}
 	// Entry: run only when the budget covers the whole block, so Run's
 	// budget stays exact (execJIT interprets the remainder). The block's
 	// length is known only at its end: patch the immediate then.
 	a.ALUImm(true, x64.CMP, rBudget, 0x7fffffff) // imm32 form, patched below
-	lenAt := a.Len() - 4
+	b.lenSites = append(b.lenSites, a.Len()-4)
 	b.exitIf(x64.CondL, b.startPC, exitDispatch, 0)
-	defer func() { binary.LittleEndian.PutUint32(a.Buf[lenAt:], uint32(b.maxLen)) }()
+	defer func() {
+		for _, at := range b.lenSites {
+			binary.LittleEndian.PutUint32(a.Buf[at:], uint32(b.maxLen))
+		}
+	}()
+	if b.loop {
+		i := 0
+		for r := range 64 {
+			if b.loopRegs&(1<<r) != 0 {
+				a.Load64(cachePool[i], regMem(uint8(r)))
+				b.cached[i], b.dirty[i] = int16(r), b.loopWritten&(1<<r) != 0
+				i++
+			}
+		}
+		b.bodyStart = a.Len()
+	}
 
 	pc := b.startPC
 	pageBase := pc &^ 4095
@@ -242,8 +341,23 @@ func (b *blockGen) emit() {
 	}
 }
 
-// endBlock accounts for the instructions emitted so far.
+// backEdge ends an iteration of a loop-mode block: it accounts for the
+// instructions, and starts the next iteration with the registers still
+// cached if the budget covers it, or leaves at the block's start.
+func (b *blockGen) backEdge() {
+	a := b.a
+	b.maxLen = max(b.maxLen, b.done)
+	a.ALUImm(true, x64.SUB, rBudget, int32(b.done))
+	a.ALUImm(true, x64.CMP, rBudget, 0x7fffffff)
+	b.lenSites = append(b.lenSites, a.Len()-4)
+	b.exitIf(x64.CondL, b.startPC, exitDispatch, 0)
+	a.PatchRel32(a.Jmp(), b.bodyStart)
+}
+
+// endBlock writes cached registers back and accounts for the
+// instructions emitted so far.
 func (b *blockGen) endBlock() {
+	b.flushRegs()
 	b.maxLen = max(b.maxLen, b.done)
 	if b.done > 0 {
 		b.a.ALUImm(true, x64.SUB, rBudget, int32(b.done))
@@ -267,6 +381,7 @@ func (b *blockGen) gotoPC(pc uint64) {
 	at := a.Jmp()
 	switch {
 	case pc == b.startPC:
+		b.selfLoop = true
 		a.PatchRel32(at, 0)
 		return
 	case jp.entry[idx] != 0:
@@ -274,7 +389,7 @@ func (b *blockGen) gotoPC(pc uint64) {
 		return
 	}
 	// Until patched the jump falls through to the table lookup.
-	jp.chain(idx, b.base+uintptr(at))
+	b.chains = append(b.chains, pendingChain{idx: idx, at: at})
 	slot := &jp.entry[idx]
 	a.MovImm(x64.RCX, uint64(uintptr(unsafe.Pointer(slot))))
 	a.Load64(x64.RCX, x64.M(x64.RCX, 0))
@@ -308,16 +423,106 @@ func (b *blockGen) gotoRAX() {
 	a.JmpReg(x64.RSI)
 }
 
-// loadReg loads guest register r into host register dst.
+// loadReg copies guest register r into host register dst.
 func (b *blockGen) loadReg(dst x64.Reg, r uint8) {
 	if r&63 == 0 {
 		b.a.ALURR(false, x64.XOR, dst, dst)
 		return
 	}
-	b.a.Load64(dst, regMem(r))
+	b.a.Mov(true, dst, b.use(r))
 }
 
-func (b *blockGen) storeReg(r uint8, src x64.Reg) { b.a.Store64(regMem(r), src) }
+// storeReg sets guest register r to host register src.
+func (b *blockGen) storeReg(r uint8, src x64.Reg) { b.a.Mov(true, b.def(r), src) }
+
+// use returns a host register holding guest register r, loading it into
+// the cache if needed. The register stays valid until the next use or
+// def, which may evict it.
+func (b *blockGen) use(r uint8) x64.Reg {
+	r &= 63
+	b.touched |= 1 << r
+	i := b.slot(r)
+	if i < 0 {
+		i = b.victim()
+		b.a.Load64(cachePool[i], regMem(r))
+		b.cached[i], b.dirty[i] = int16(r), false
+	}
+	b.clock++
+	b.used[i] = b.clock
+	return cachePool[i]
+}
+
+// def returns the host register that guest register r is to be written
+// to; the value reaches Hart.x when the block writes its cache back.
+func (b *blockGen) def(r uint8) x64.Reg {
+	r &= 63
+	b.touched |= 1 << r
+	b.written |= 1 << r
+	i := b.slot(r)
+	if i < 0 {
+		i = b.victim()
+		b.cached[i] = int16(r)
+	}
+	b.dirty[i] = true
+	b.clock++
+	b.used[i] = b.clock
+	return cachePool[i]
+}
+
+func (b *blockGen) slot(r uint8) int {
+	for i, g := range b.cached {
+		if g == int16(r) {
+			return i
+		}
+	}
+	return -1
+}
+
+// victim frees a cache slot (an empty one, else the least recently used,
+// written back if dirty) and returns it.
+func (b *blockGen) victim() int {
+	if b.loop {
+		b.loopBroken = true // the emission is discarded
+	}
+	best := 0
+	for i := range b.cached {
+		if b.cached[i] < 0 {
+			return i
+		}
+		if b.used[i] < b.used[best] {
+			best = i
+		}
+	}
+	if b.dirty[best] {
+		b.a.Store64(regMem(uint8(b.cached[best])), cachePool[best])
+	}
+	b.cached[best], b.dirty[best] = -1, false
+	return best
+}
+
+// dirtyRegs lists the cached registers not yet written back.
+func (b *blockGen) dirtyRegs() []cachedReg {
+	var out []cachedReg
+	for i, g := range b.cached {
+		if g >= 0 && b.dirty[i] {
+			out = append(out, cachedReg{host: cachePool[i], guest: uint8(g)})
+		}
+	}
+	return out
+}
+
+// flushRegs writes every dirty cached register back (with MOVs, which
+// leave the flags alone); they stay cached, now clean.
+func (b *blockGen) flushRegs() {
+	for i, g := range b.cached {
+		if g >= 0 && b.dirty[i] {
+			b.a.Store64(regMem(uint8(g)), cachePool[i])
+			// In loop mode the registers stay dirty: another iteration
+			// may follow this write-back.
+			b.dirty[i] = b.loop
+		}
+	}
+}
 
 // address computes the RAM offset of x[rs1]+imm into RAX through the data
 // TLB table at offTable, leaving to the interpreter (at pc) on a miss, a
@@ -373,8 +578,13 @@ func (b *blockGen) insn(d *dinsn, pc, next uint64) bool {
 		a.MovImm(rax, next)
 		b.storeReg(d.rd, rax)
 		b.done++
+		target := pc + uint64(int64(d.imm))
+		if b.loop && target == b.startPC {
+			b.backEdge()
+			return true
+		}
 		b.endBlock()
-		b.gotoPC(pc + uint64(int64(d.imm)))
+		b.gotoPC(target)
 		return true
 	case opJALR:
 		b.loadReg(rax, d.rs1)
@@ -392,7 +602,18 @@ func (b *blockGen) insn(d *dinsn, pc, next uint64) bool {
 		cond := map[uint8]x64.Cond{opBEQ: x64.CondE, opBNE: x64.CondNE, opBLT: x64.CondL,
 			opBGE: x64.CondGE, opBLTU: x64.CondB, opBGEU: x64.CondAE}[d.op]
 		b.loadReg(rax, d.rs1)
-		a.ALURM(true, x64.CMP, rax, regMem(d.rs2))
+		a.ALURR(true, x64.CMP, rax, b.use(d.rs2))
+		target := pc + uint64(int64(d.imm))
+		if b.loop && target == b.startPC {
+			taken := a.Jcc(cond)
+			b.done++
+			b.endBlock()
+			b.gotoPC(next)
+			a.PatchRel32(taken, a.Len())
+			b.backEdge()
+			return true
+		}
+		b.flushRegs() // MOVs only: the flags survive for the Jcc
 		taken := a.Jcc(cond)
 		b.done++
 		b.endBlock()
@@ -425,16 +646,16 @@ func (b *blockGen) insn(d *dinsn, pc, next uint64) bool {
 	case opSB, opSH, opSW, opSD:
 		size := map[uint8]int{opSB: 1, opSH: 2, opSW: 4, opSD: 8}[d.op]
 		b.address(d, pc, size, true)
-		b.loadReg(rcx, d.rs2)
+		v := b.use(d.rs2)
 		switch size {
 		case 1:
-			a.Store8(ram, rcx)
+			a.Store8(ram, v)
 		case 2:
-			a.Store16(ram, rcx)
+			a.Store16(ram, v)
 		case 4:
-			a.Store32(ram, rcx)
+			a.Store32(ram, v)
 		case 8:
-			a.Store64(ram, rcx)
+			a.Store64(ram, v)
 		}
 		b.markDirty()
 
@@ -458,12 +679,12 @@ func (b *blockGen) insn(d *dinsn, pc, next uint64) bool {
 	case opADD, opSUB, opXOR, opOR, opAND:
 		op := map[uint8]x64.ALU{opADD: x64.ADD, opSUB: x64.SUB, opXOR: x64.XOR, opOR: x64.OR, opAND: x64.AND}[d.op]
 		b.loadReg(rax, d.rs1)
-		a.ALURM(true, op, rax, regMem(d.rs2))
+		a.ALURR(true, op, rax, b.use(d.rs2))
 		b.storeReg(d.rd, rax)
 	case opSLT, opSLTU:
 		b.loadReg(rcx, d.rs1)
 		a.ALURR(false, x64.XOR, rax, rax)
-		a.ALURM(true, x64.CMP, rcx, regMem(d.rs2))
+		a.ALURR(true, x64.CMP, rcx, b.use(d.rs2))
 		a.Setcc(map[uint8]x64.Cond{opSLT: x64.CondL, opSLTU: x64.CondB}[d.op], rax)
 		b.storeReg(d.rd, rax)
 	case opSLL, opSRL, opSRA, opSLLW, opSRLW, opSRAW:
@@ -491,7 +712,7 @@ func (b *blockGen) insn(d *dinsn, pc, next uint64) bool {
 		b.storeReg(d.rd, rax)
 	case opADDW, opSUBW:
 		b.loadReg(rax, d.rs1)
-		a.ALURM(false, map[uint8]x64.ALU{opADDW: x64.ADD, opSUBW: x64.SUB}[d.op], rax, regMem(d.rs2))
+		a.ALURR(false, map[uint8]x64.ALU{opADDW: x64.ADD, opSUBW: x64.SUB}[d.op], rax, b.use(d.rs2))
 		a.Movsxd(rax, rax)
 		b.storeReg(d.rd, rax)
 
@@ -600,10 +821,12 @@ func (b *blockGen) markDirty() {
 	a.Mov(true, rcx, rax)
 	a.ShiftImm(true, x64.SHR, rcx, 6)
 	mark := b.stub(jitStub{mark: true})
-	a.Load64(rdx, x64.MI(rDirty, rcx, 8, 0))
+	a.Load64(rdx, x64.M(rCtx, offCtxDirty))
+	a.Load64(rdx, x64.MI(rdx, rcx, 8, 0))
 	a.Bt(rdx, rax)
 	b.jumpTo(mark, a.Jcc(x64.CondAE)) // CF clear: bit not set
-	a.Load64(rdx, x64.MI(rWritten, rcx, 8, 0))
+	a.Load64(rdx, x64.M(rCtx, offCtxWritten))
+	a.Load64(rdx, x64.MI(rdx, rcx, 8, 0))
 	a.Bt(rdx, rax)
 	b.jumpTo(mark, a.Jcc(x64.CondAE))
 	b.j.stubs[mark].resume = a.Len()

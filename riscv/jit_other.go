@@ -5,7 +5,10 @@ package riscv
 const jitSupported = false
 
 // jitHart is empty where no translator exists: harts interpret.
-type jitHart struct{ ctx jitCtx }
+type jitHart struct {
+	ctx        jitCtx
+	loopBlocks int
+}
 
 func newJITHart(h *Hart) *jitHart { return &jitHart{} }
 

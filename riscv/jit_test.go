@@ -43,7 +43,12 @@ func twoRigs(t *testing.T) (jit, interp *rig) {
 // store and forward-branch instructions over x1..x7 and x9..x17, with s0
 // (x8) pointing into the data area and s1 (x9) left free for results.
 func randomBody(rng *rand.Rand, n int) []uint32 {
-	regs := []uint32{1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 12, 13, 14, 15, 16, 17}
+	return randomCode(rng, n, []uint32{1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 12, 13, 14, 15, 16, 17}, true)
+}
+
+// randomCode is randomBody over the given registers, with or without
+// branches and jumps.
+func randomCode(rng *rand.Rand, n int, regs []uint32, branches bool) []uint32 {
 	reg := func() uint32 { return regs[rng.IntN(len(regs))] }
 	src := func() uint32 {
 		if rng.IntN(8) == 0 {
@@ -60,7 +65,11 @@ func randomBody(rng *rand.Rand, n int) []uint32 {
 		if rng.IntN(16) == 0 {
 			rd = zero
 		}
-		switch rng.IntN(14) {
+		kinds := 14
+		if !branches {
+			kinds = 12
+		}
+		switch rng.IntN(kinds) {
 		case 0:
 			out = append(out, []func(uint32, uint32, uint32) uint32{ADD, SUB, SLL, SLT, SLTU, XOR, SRL, SRA, OR, AND}[rng.IntN(10)](rd, src(), src()))
 		case 1:
@@ -142,8 +151,14 @@ func FuzzJITMatchesInterpreter(f *testing.F) {
 // runBothWays builds one random program from rng, runs it translated and
 // interpreted, and reports whether the runs agreed.
 func runBothWays(t *testing.T, rng *rand.Rand) bool {
+	_, ok := runBodyBothWays(t, rng, randomBody(rng, 10+rng.IntN(80)))
+	return ok
+}
+
+// runBodyBothWays runs body in a loop, translated and interpreted, and
+// returns the translating hart's rig and whether the runs agreed.
+func runBodyBothWays(t *testing.T, rng *rand.Rand, body []uint32) (*rig, bool) {
 	jit, interp := twoRigs(t)
-	body := randomBody(rng, 10+rng.IntN(80))
 	var init []uint32
 	for _, r := range []uint32{1, 2, 3, 4, 5, 6, 7, 10, 11, 12, 13, 14, 15, 16, 17} {
 		v := rng.Uint64()
@@ -168,9 +183,34 @@ func runBothWays(t *testing.T, rng *rand.Rand) bool {
 	compareRigs(t, "random program", jit, interp)
 	if t.Failed() {
 		t.Logf("body: %#x", body)
-		return false
+		return jit, false
 	}
-	return true
+	return jit, true
+}
+
+// Loops whose body is one block using few registers are translated in
+// loop mode (registers stay in host registers across iterations); they
+// must compute exactly what the interpreter does, including when a load
+// or store leaves the loop half-way.
+func TestJITLoopModeMatchesInterpreter(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	loops := 0
+	for i := range 300 {
+		// s0 (data), t6 (counter) and up to four more registers: at most
+		// six, the size of the register cache.
+		regs := []uint32{5, 6, 7, 10, 11, 12, 13}
+		rng.Shuffle(len(regs), func(a, b int) { regs[a], regs[b] = regs[b], regs[a] })
+		body := randomCode(rng, 2+rng.IntN(20), regs[:1+rng.IntN(4)], false)
+		jit, ok := runBodyBothWays(t, rng, body)
+		if !ok {
+			t.Logf("program %d", i)
+			return
+		}
+		loops += jit.h.jitState().loopBlocks
+	}
+	if jitSupported && loops == 0 {
+		t.Error("no block was translated in loop mode")
+	}
 }
 
 // A budget is exact: the translator leaves what a block cannot finish to
