@@ -68,21 +68,28 @@
 // SetJIT(false) or with SNAPVM_JIT=0 in the environment, it interprets.
 // A block is a run of up to 128 integer instructions (RV64IM, loads,
 // stores, branches and jumps) within one page, translated when first
-// reached. Blocks keep guest registers in Hart.x, look data addresses up
+// reached. Blocks keep the guest registers they use in six host registers
+// and write them back to Hart.x at every exit; a block that branches back
+// to its own start and uses at most six registers is emitted as a loop
+// that keeps them there across iterations. Blocks look data addresses up
 // in the interpreter's TLB entries and mark dirty and written bits as
-// MarkDirty does; a TLB miss, a misaligned access, a store to a page that
-// holds decoded code, and every instruction outside that set (CSRs, AMOs,
-// LR/SC, ECALL, xRET, WFI, FENCE.I, SFENCE.VMA, illegal or page-crossing
-// instructions) leave the block, and the interpreter executes that one
-// instruction. A block jumps straight to a block of its own page through
-// the page's entry table and to any other address through the fetch TLB,
-// so everything that drops decoded code or fetch translations (stores into
-// code, FENCE.I, InvalidateCode, SFENCE.VMA, satp or privilege changes,
-// snapshot loads) drops or bypasses the blocks with it. A block starts only
-// if the budget covers it, so Run's budget stays exact. Translated and
+// MarkDirty does (store first, then the bits); a TLB miss, a misaligned
+// access, a store to a page that holds decoded code, and every instruction
+// outside that set (CSRs, AMOs, LR/SC, ECALL, xRET, WFI, FENCE.I,
+// SFENCE.VMA, illegal or page-crossing instructions) leave the block, and
+// the interpreter executes that one instruction. A block jumps straight to
+// a block of its own page (patched in once the target is translated) and
+// to any other address through the fetch TLB, so everything that drops
+// decoded code or fetch translations (stores into code, FENCE.I,
+// InvalidateCode, SFENCE.VMA, satp or privilege changes, snapshot loads)
+// drops or bypasses the blocks with it. A block starts, or loops again,
+// only if the budget covers it, so Run's budget stays exact and
+// minstret counts the same as when interpreting. Translated and
 // interpreted runs are compared instruction for instruction by
-// TestJITMatchesInterpreter and FuzzJITMatchesInterpreter, and both run
-// the guest and random-instruction comparisons with QEMU.
+// TestJITMatchesInterpreter, TestJITLoopModeMatchesInterpreter and
+// FuzzJITMatchesInterpreter, and both run the guest and random-instruction
+// comparisons with QEMU (make test runs the hart's tests both ways).
+// SNAPVM_PERFMAP=1 writes /tmp/perf-PID.map for perf(1).
 //
 // # Snapshots
 //
