@@ -335,8 +335,12 @@ func (a *Asm) Movsxd(dst, src Reg) { a.rr(true, dst, src, false, 0x63) }
 // Setcc emits SETcc r8.
 func (a *Asm) Setcc(c Cond, r Reg) { a.rr(false, 0, r, true, 0x0f, 0x90+byte(c)) }
 
-// Movzx8 emits MOVZX dst32, src8.
-func (a *Asm) Movzx8(dst, src Reg) { a.rr(false, dst, src, true, 0x0f, 0xb6) }
+// Movzx8 emits MOVZX dst32, src8. Only the byte source needs a REX prefix
+// to mean SPL..DIL rather than AH..BH.
+func (a *Asm) Movzx8(dst, src Reg) {
+	a.rex(false, dst, NoIndex, src, src >= 4)
+	a.byte1(0x0f, 0xb6, 0xc0|byte(dst&7)<<3|byte(src&7))
+}
 
 // Bt emits BT r, bit (bit taken modulo 64).
 func (a *Asm) Bt(r, bit Reg) { a.rr(true, bit, r, false, 0x0f, 0xa3) }
