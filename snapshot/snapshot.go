@@ -13,7 +13,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"math/bits"
 	"time"
 
 	"github.com/snapvm/snapvm/memory"
@@ -217,27 +216,24 @@ func (m *Manager) save(tag, vmstateNode string, disks []Disk, opt SaveOptions) e
 	progress(0, total)
 
 	// Write RAM while the guest runs, then pause it only to save the
-	// devices and copy the pages it dirtied meanwhile. Where that cannot
+	// devices and write the pages it dirtied meanwhile. Where that cannot
 	// be done safely, copy all of RAM while paused, into memory prepared
 	// beforehand.
 	var staging *vmstate.Staging
-	pending, err := vmstate.PrecopyRAM(store, ram, func(n int64) {
+	written := func(n int64) {
 		done += n
 		progress(done, max(total, done+int64(len(disks))))
-	})
+	}
+	pending, err := vmstate.PrecopyRAM(store, ram, written)
 	if err != nil {
 		pending = nil
-		if staging, err = vmstate.PrepareStaging(ram); err != nil {
-			return fmt.Errorf("Error while writing VM state: %v", err)
-		}
-	} else if left := countPages(pending); left > 0 {
-		// Room for the pages still to copy while paused, faulted in now.
-		if staging, err = vmstate.PrepareStagingFor(ram, left+left/2); err != nil {
-			return fmt.Errorf("Error while writing VM state: %v", err)
-		}
+		staging, err = vmstate.PrepareStaging(ram)
+	}
+	if err != nil {
+		return fmt.Errorf("Error while writing VM state: %v", err)
 	}
 
-	// The guest is paused only while its state is copied. Disk writes stay
+	// The guest is paused only while its state is saved. Disk writes stay
 	// held from the pause until every disk snapshot exists, so the disks
 	// are snapshotted at the same instant as the RAM.
 	wasRunning := m.VM.Pause("save-vm")
@@ -256,10 +252,13 @@ func (m *Manager) save(tag, vmstateNode string, disks []Disk, opt SaveOptions) e
 	defer release()
 
 	clockNs := m.VM.Clock().Nanoseconds()
+	var capture *vmstate.Capture
 	if pending != nil {
 		pending = vmstate.MergePages(pending, ram.TakeDirty())
+		capture, err = vmstate.FinishPrecopy(store, m.VM.StateConfig(), clockNs, m.VM.Sections(), ram, pending, written)
+	} else {
+		capture, err = vmstate.CaptureState(m.VM.StateConfig(), clockNs, m.VM.Sections(), ram, staging, nil)
 	}
-	capture, err := vmstate.CaptureState(m.VM.StateConfig(), clockNs, m.VM.Sections(), ram, staging, pending)
 	if err != nil {
 		return fmt.Errorf("Error while writing VM state: %v", err)
 	}
@@ -459,12 +458,4 @@ func allocated(ext []qcow2.Extent) [][2]int64 {
 		out = append(out, [2]int64{e.Off, e.Off + e.Len})
 	}
 	return out
-}
-
-func countPages(bitmap []uint64) uint64 {
-	var n int
-	for _, w := range bitmap {
-		n += bits.OnesCount64(w)
-	}
-	return uint64(n)
 }

@@ -9,6 +9,7 @@ import (
 	"math/bits"
 	"runtime"
 	"sync"
+	"time"
 
 	"github.com/snapvm/snapvm/memory"
 	"golang.org/x/sys/unix"
@@ -327,11 +328,7 @@ type Staging struct{ buf []byte }
 // PrepareStaging maps room for every page of ram and faults in as much as
 // the guest has written so far (page faults are slow under a hypervisor).
 func PrepareStaging(ram *memory.RAM) (*Staging, error) {
-	return PrepareStagingFor(ram, ram.WrittenPages())
-}
-
-// PrepareStagingFor is PrepareStaging for a copy of about pages pages.
-func PrepareStagingFor(ram *memory.RAM, pages uint64) (*Staging, error) {
+	pages := ram.WrittenPages()
 	buf, err := unix.Mmap(-1, 0, int(ram.Size()), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE)
 	if err != nil {
 		return nil, fmt.Errorf("vmstate: no memory to stage %d bytes of RAM: %w", ram.Size(), err)
@@ -574,10 +571,11 @@ func extentsOf(bitmap []uint64, pages uint64) [][2]int64 {
 	return out
 }
 
-// precopyPasses bounds the passes over pages the guest keeps dirtying, and
-// precopyDonePages is the dirty set small enough to leave to the pause.
+// Pre-copy stops after precopyMaxPasses passes, or once at most
+// precopyDonePages pages (8 MiB) are left to write while the guest is
+// paused.
 const (
-	precopyPasses    = 5
+	precopyMaxPasses = 8
 	precopyDonePages = 2048
 )
 
@@ -586,10 +584,18 @@ const (
 // runs: first every written page, then, pass after pass, the pages dirtied
 // during the previous pass, until few remain. It returns those remaining
 // pages (one bit per page); the caller pauses the guest and passes them,
-// with whatever the guest dirtied since, to CaptureState. It fails without
+// with whatever the guest dirtied since, to FinishPrecopy. It fails without
 // writing anything where the host cannot guarantee a consistent view of
 // concurrent stores (no membarrier), and the caller copies everything while
 // paused instead.
+//
+// The passes also stop when they no longer converge: a pass that takes more
+// than half as long as the one before it means the guest dirties pages
+// about as fast as they are written, and more passes would only lengthen
+// the save, not shorten the pause. Time, not the page count, decides,
+// because the first pass allocates the image's clusters and the later ones
+// only overwrite them, several times faster: a guest that rewrote most of
+// its RAM during the first pass often leaves few pages after the second.
 func PrecopyRAM(st Store, ram *memory.RAM, progress func(bytes int64)) ([]uint64, error) {
 	if err := memory.Barrier(); err != nil {
 		return nil, err
@@ -599,37 +605,124 @@ func PrecopyRAM(st Store, ram *memory.RAM, progress func(bytes int64)) ([]uint64
 		return nil, err
 	}
 	set := ram.WrittenBitmap()
-	prev := 0
-	for _, w := range set {
-		prev += bits.OnesCount64(w)
-	}
+	var prevTook time.Duration
 	for pass := 1; ; pass++ {
-		err := forEachExtent(extentsOf(set, ram.Pages()), func(e [2]int64) error {
-			return st.WriteVMState(ram.Data[e[0]:e[1]], RAMAlign+e[0])
-		}, func(n int64) {
-			if progress != nil {
-				progress(n)
-			}
-		})
-		if err != nil {
-			return nil, fmt.Errorf("vmstate: writing RAM: %w", err)
+		start := time.Now()
+		if err := writePages(st, ram, set, maxBridgePages, progress); err != nil {
+			return nil, err
 		}
+		took := time.Since(start)
 		set = ram.TakeDirty()
 		if err := memory.Barrier(); err != nil {
 			return nil, err
 		}
-		n := 0
-		for _, w := range set {
-			n += bits.OnesCount64(w)
-		}
-		// Stop when few pages are left, or when the guest dirties pages
-		// about as fast as they are written: more passes would only
-		// lengthen the save, not the pause.
-		if n <= precopyDonePages || pass >= precopyPasses || n > prev/2 {
+		n := countPages(set)
+		if n <= precopyDonePages || pass >= precopyMaxPasses || (pass > 1 && took > prevTook/2) {
 			return set, nil
 		}
-		prev = n
+		prevTook = took
 	}
+}
+
+// writePages writes the given pages (one bit per page) from guest RAM to
+// their places in the RAM area at RAMAlign.
+//
+// Pages the guest dirties between passes are scattered, and each write has
+// a fixed cost (a system call, the image's bookkeeping, the file system)
+// many times that of copying a page: so a short gap between two runs, made
+// of pages already in the stream (written before, not dirtied since), is
+// written again with them as one extent. Rewriting such a page stores what
+// the stream already holds; a page the guest changes meanwhile is dirty
+// again and written later. Pages never written are not filled in, so they
+// stay holes.
+func writePages(st Store, ram *memory.RAM, pages []uint64, bridge int64, progress func(bytes int64)) error {
+	extents := extentsOf(pages, ram.Pages())
+	extents = bridgeGaps(extents, ram.WrittenBitmap(), bridge)
+	err := forEachExtent(extents, func(e [2]int64) error {
+		return st.WriteVMState(ram.Data[e[0]:e[1]], RAMAlign+e[0])
+	}, func(n int64) {
+		if progress != nil {
+			progress(n)
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("vmstate: writing RAM: %w", err)
+	}
+	return nil
+}
+
+// maxBridgePages is the longest gap between two extents that writePages
+// fills. On Linux a small buffered write into a file costs from a few to
+// tens of microseconds (ext4 walks the whole large page-cache folio it
+// lands in), a page copied within a large write well under one: rewriting
+// up to 64 pages costs about as much as one more write.
+const maxBridgePages = 64
+
+// bridgeGaps joins neighbouring extents (byte ranges, in order) whose gap is
+// at most maxGap pages, all of them set in written, as long as the joined
+// extent stays within ExtentSize.
+func bridgeGaps(extents [][2]int64, written []uint64, maxGap int64) [][2]int64 {
+	if len(extents) < 2 {
+		return extents
+	}
+	out := extents[:1]
+	for _, e := range extents[1:] {
+		last := &out[len(out)-1]
+		gap := (e[0] - last[1]) / memory.PageSize
+		if gap <= maxGap && e[1]-last[0] <= ExtentSize && allSet(written, uint64(last[1]/memory.PageSize), uint64(e[0]/memory.PageSize)) {
+			last[1] = e[1]
+			continue
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+// allSet reports whether bits [from, to) of bitmap are all set.
+func allSet(bitmap []uint64, from, to uint64) bool {
+	for p := from; p < to; p++ {
+		if bitmap[p/64]&(1<<(p%64)) == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// FinishPrecopy completes a save begun by PrecopyRAM. The VM must be
+// paused: it saves every section and writes pages, the pages dirtied since
+// the last pass (PrecopyRAM's result merged with the dirty bitmap), straight
+// from guest RAM into the stream, where earlier passes already allocated
+// most of them; the guest may run again as soon as it returns. The returned
+// capture holds the header, which WriteTo then writes.
+//
+// Copying the pages to memory set aside instead, to write them after the
+// guest resumes, makes the pause no shorter where fresh memory is slow to
+// fault in (under a hypervisor), and the save longer.
+//
+// When the header outgrows the precopied layout (a RAM area further than
+// RAMAlign), every written page is copied into the capture instead, as
+// CaptureState does.
+func FinishPrecopy(st Store, cfg Config, vmClockNs int64, sections []Section, ram *memory.RAM, pages []uint64, progress func(bytes int64)) (*Capture, error) {
+	hdr, err := EncodeHeader(cfg, vmClockNs, sections)
+	if err != nil {
+		return nil, err
+	}
+	if RAMOffsetFor(int64(len(hdr))) != RAMAlign {
+		return CaptureState(cfg, vmClockNs, sections, ram, nil, nil)
+	}
+	if err := writePages(st, ram, pages, maxBridgePages, progress); err != nil {
+		return nil, err
+	}
+	return &Capture{header: hdr, ramSize: ram.Size()}, nil
+}
+
+// countPages counts the pages set in a bitmap (one bit per page).
+func countPages(bitmap []uint64) uint64 {
+	var n int
+	for _, w := range bitmap {
+		n += bits.OnesCount64(w)
+	}
+	return uint64(n)
 }
 
 // MergePages ORs b into a (one bit per page each) and returns a.
