@@ -47,7 +47,11 @@ func (img *Image) WriteAt(p []byte, off int64) (int, error) {
 }
 
 // readAt reads any guest range, the VM-state area included.
-func (img *Image) readAt(p []byte, off int64) error {
+func (img *Image) readAt(p []byte, off int64) error { return img.readAtLater(p, off, nil) }
+
+// readAtLater is readAt; with later set, data in allocated clusters is not read but
+// appended to *later, for the caller to read once it has released the lock (ReadVMState).
+func (img *Image) readAtLater(p []byte, off int64, later *[]dataCopy) error {
 	for len(p) > 0 {
 		ci := off >> img.clusterBits
 		in := off & (img.cs - 1)
@@ -76,7 +80,9 @@ func (img *Image) readAt(p []byte, off int64) error {
 				ci++
 				n = min(int64(len(p)), n+img.cs)
 			}
-			if err := img.readFull(p[:n], host+in); err != nil {
+			if later != nil {
+				*later = append(*later, dataCopy{p: p[:n], host: host + in})
+			} else if err := img.readFull(p[:n], host+in); err != nil {
 				return err
 			}
 		case kindZero:
@@ -166,7 +172,7 @@ func (img *Image) writeAt(p []byte, off int64) error {
 		if err != nil {
 			return err
 		}
-		if err := img.writeInTable(t, p[:n], off); err != nil {
+		if err := img.writeInTable(t, p[:n], off, nil); err != nil {
 			return err
 		}
 		p = p[n:]
@@ -181,7 +187,11 @@ func inPlace(e uint64) bool {
 }
 
 // writeInTable writes p at guest offset off; the range lies within the L2 table t.
-func (img *Image) writeInTable(t *cachedTable, p []byte, off int64) error {
+//
+// With later set, data going to clusters that are already in place, or to fresh clusters
+// beyond the end of the file, is not written but appended to *later, for the caller to
+// write once it has released the lock (see WriteVMState); the L2 entries are updated now.
+func (img *Image) writeInTable(t *cachedTable, p []byte, off int64, later *[]dataCopy) error {
 	mask := img.l2Entries() - 1
 	for len(p) > 0 {
 		ci := off >> img.clusterBits
@@ -202,7 +212,9 @@ func (img *Image) writeInTable(t *cachedTable, p []byte, off int64) error {
 				k++
 			}
 			n := min(int64(len(p)), k*img.cs-in)
-			if _, err := img.f.WriteAt(p[:n], host+in); err != nil {
+			if later != nil {
+				*later = append(*later, dataCopy{p[:n], host + in})
+			} else if _, err := img.f.WriteAt(p[:n], host+in); err != nil {
 				return err
 			}
 			p = p[n:]
@@ -213,7 +225,7 @@ func (img *Image) writeInTable(t *cachedTable, p []byte, off int64) error {
 			k++
 		}
 		n := min(int64(len(p)), k*img.cs-in)
-		if err := img.writeNewClusters(t, ci, k, p[:n], in); err != nil {
+		if err := img.writeNewClusters(t, ci, k, p[:n], in, later); err != nil {
 			return err
 		}
 		p = p[n:]
@@ -242,8 +254,9 @@ func (img *Image) readsZero(ci int64, t *cachedTable) bool {
 
 // writeNewClusters allocates k contiguous host clusters for guest clusters ci..ci+k-1,
 // writes p (starting at byte in of the first cluster) merged with the old contents of
-// partially covered clusters, then points the L2 entries at the new clusters.
-func (img *Image) writeNewClusters(t *cachedTable, ci, k int64, p []byte, in int64) error {
+// partially covered clusters, then points the L2 entries at the new clusters. With later
+// set, fresh clusters needing no merge get their data written by the caller (writeInTable).
+func (img *Image) writeNewClusters(t *cachedTable, ci, k int64, p []byte, in int64, later *[]dataCopy) error {
 	mask := img.l2Entries() - 1
 	host, err := img.allocClusters(k)
 	if err != nil {
@@ -253,7 +266,9 @@ func (img *Image) writeNewClusters(t *cachedTable, ci, k int64, p []byte, in int
 		// Fresh space beyond the end of the file reads as zeros, and so does the old
 		// contents of the partial clusters: write only the data, then make sure the file
 		// covers the whole run.
-		if _, err := img.f.WriteAt(p, host+in); err != nil {
+		if later != nil {
+			*later = append(*later, dataCopy{p, host + in})
+		} else if _, err := img.f.WriteAt(p, host+in); err != nil {
 			return err
 		}
 		if runEnd := host + k*img.cs; img.f.size < runEnd {

@@ -83,6 +83,15 @@ type Image struct {
 
 	snaps []snapshot
 
+	// vmCopies counts WriteVMState and ReadVMState calls copying data outside mu; vmIdle
+	// (on mu) is signalled when it drops to zero (see vmstate_io.go).
+	vmCopies int
+	vmIdle   *sync.Cond
+	// direct is the image file opened with O_DIRECT for large vm-state copies (nil: none);
+	// directTried says whether opening it was attempted.
+	direct      *os.File
+	directTried bool
+
 	backing       Backing
 	backingCloser io.Closer
 
@@ -343,6 +352,7 @@ func (img *Image) Flush() error {
 func (img *Image) Close() error {
 	img.mu.Lock()
 	defer img.mu.Unlock()
+	img.waitVMCopies()
 	if img.closed {
 		return nil
 	}
@@ -354,6 +364,9 @@ func (img *Image) Close() error {
 		}
 	}
 	img.closed = true
+	if img.direct != nil {
+		err = errors.Join(err, img.direct.Close())
+	}
 	err = errors.Join(err, img.f.Close())
 	if img.backingCloser != nil {
 		err = errors.Join(err, img.backingCloser.Close())
@@ -396,6 +409,7 @@ func (img *Image) Resize(newSize int64) error {
 	newSize = (newSize + 511) &^ 511
 	img.mu.Lock()
 	defer img.mu.Unlock()
+	img.waitVMCopies()
 	if err := img.writable(); err != nil {
 		return err
 	}

@@ -11,6 +11,8 @@ package qcow2
 //     step 1, or the explicit barriers of the snapshot and table-growth paths).
 //  2. Data before pointer. Guest data goes to a newly allocated cluster with pwrite before the
 //     L2 entry naming it is written (L2 tables are write-back cached and written in flushMeta).
+//     Vm-state data may follow its pointer, into clusters that read as zeros until then
+//     (vmstate_io.go).
 //  3. Table before pointer. A new L2 table is written before the L1 entry naming it; a new L1,
 //     refcount table or snapshot table is written and fsynced before the header field that
 //     points to it is switched with one small write.

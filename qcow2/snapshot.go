@@ -203,6 +203,7 @@ func (img *Image) newSnapshotID() string {
 func (img *Image) CreateSnapshot(s SnapshotInfo) (SnapshotInfo, error) {
 	img.mu.Lock()
 	defer img.mu.Unlock()
+	img.waitVMCopies()
 	if err := img.writable(); err != nil {
 		return SnapshotInfo{}, err
 	}
@@ -222,6 +223,7 @@ func (img *Image) CreateSnapshot(s SnapshotInfo) (SnapshotInfo, error) {
 func (img *Image) ReplaceSnapshot(oldID string, s SnapshotInfo) (SnapshotInfo, error) {
 	img.mu.Lock()
 	defer img.mu.Unlock()
+	img.waitVMCopies()
 	if err := img.writable(); err != nil {
 		return SnapshotInfo{}, err
 	}
@@ -335,6 +337,7 @@ func (img *Image) readSnapshotL1(s *snapshot) ([]uint64, error) {
 func (img *Image) ApplySnapshot(idOrName string) error {
 	img.mu.Lock()
 	defer img.mu.Unlock()
+	img.waitVMCopies()
 	if err := img.writable(); err != nil {
 		return err
 	}
@@ -368,6 +371,7 @@ func (img *Image) ApplySnapshot(idOrName string) error {
 func (img *Image) DeleteSnapshot(id, name string) error {
 	img.mu.Lock()
 	defer img.mu.Unlock()
+	img.waitVMCopies()
 	if err := img.writable(); err != nil {
 		return err
 	}

@@ -15,6 +15,7 @@ import (
 func (img *Image) DiscardVMState() error {
 	img.mu.Lock()
 	defer img.mu.Unlock()
+	img.waitVMCopies()
 	if err := img.writable(); err != nil {
 		return err
 	}

@@ -227,34 +227,6 @@ func (img *Image) checkVMState(pos, n int64) (int64, error) {
 	return base + pos, nil
 }
 
-// WriteVMState writes p at position pos of the vm-state area (through the active L1).
-func (img *Image) WriteVMState(p []byte, pos int64) error {
-	img.mu.Lock()
-	defer img.mu.Unlock()
-	if err := img.writable(); err != nil {
-		return err
-	}
-	off, err := img.checkVMState(pos, int64(len(p)))
-	if err != nil {
-		return err
-	}
-	return img.writeAt(p, off)
-}
-
-// ReadVMState reads p from position pos of the vm-state area; holes read as zeros.
-func (img *Image) ReadVMState(p []byte, pos int64) error {
-	img.mu.Lock()
-	defer img.mu.Unlock()
-	if err := img.usable(); err != nil {
-		return err
-	}
-	off, err := img.checkVMState(pos, int64(len(p)))
-	if err != nil {
-		return err
-	}
-	return img.readAt(p, off)
-}
-
 // MapVMState reports which parts of [pos, pos+n) of the vm-state area are allocated;
 // offsets are vm-state positions.
 func (img *Image) MapVMState(pos, n int64) ([]Extent, error) {
