@@ -272,7 +272,7 @@ func (img *Image) writeNewClusters(t *cachedTable, ci, k int64, p []byte, in int
 			return err
 		}
 		if runEnd := host + k*img.cs; img.f.size < runEnd {
-			if _, err := img.f.WriteAt(zeroByte[:], runEnd-1); err != nil {
+			if err := img.f.extend(runEnd, later != nil); err != nil {
 				return err
 			}
 		}

@@ -51,6 +51,22 @@ func (f *sizedFile) WriteAt(p []byte, off int64) (int, error) {
 	return n, err
 }
 
+// extend makes the file size at least size, the new bytes reading as zeros. A file is
+// extended by its size alone when sparse is set and it can be (no page-cache page is
+// dirtied, which a direct write over it would first have to write back); otherwise by
+// writing its last byte.
+func (f *sizedFile) extend(size int64, sparse bool) error {
+	if t, ok := f.storage.(*os.File); ok && sparse {
+		if err := t.Truncate(size); err != nil {
+			return err
+		}
+		f.size = size
+		return nil
+	}
+	_, err := f.WriteAt(zeroByte[:], size-1)
+	return err
+}
+
 // Image is an open qcow2 image. It is safe for concurrent use: every method takes mu.
 type Image struct {
 	mu       sync.Mutex
