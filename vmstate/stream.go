@@ -9,7 +9,6 @@ import (
 	"math/bits"
 	"runtime"
 	"sync"
-	"time"
 
 	"github.com/snapvm/snapvm/memory"
 	"golang.org/x/sys/unix"
@@ -589,13 +588,16 @@ const (
 // concurrent stores (no membarrier), and the caller copies everything while
 // paused instead.
 //
-// The passes also stop when they no longer converge: a pass that takes more
-// than half as long as the one before it means the guest dirties pages
-// about as fast as they are written, and more passes would only lengthen
-// the save, not shorten the pause. Time, not the page count, decides,
-// because the first pass allocates the image's clusters and the later ones
-// only overwrite them, several times faster: a guest that rewrote most of
-// its RAM during the first pass often leaves few pages after the second.
+// The passes also stop when they no longer converge: when the next pass
+// would have at least half the work of the one just made, the guest
+// dirties pages about as fast as they are written, and more passes would
+// only lengthen the save, not shorten the pause. The work of a pass counts
+// its bytes and, for each write, as many bytes as a bridged gap may hold
+// (see planExtents): a guest that dirties pages all over RAM makes every
+// pass rewrite nearly all of it. The first pass also allocates the image's
+// clusters and is slower per byte than the passes that overwrite them, so
+// the second pass is skipped only when it would have at least three
+// quarters of the first one's work.
 func PrecopyRAM(st Store, ram *memory.RAM, progress func(bytes int64)) ([]uint64, error) {
 	if err := memory.Barrier(); err != nil {
 		return nil, err
@@ -604,28 +606,27 @@ func PrecopyRAM(st Store, ram *memory.RAM, progress func(bytes int64)) ([]uint64
 	if err := memory.Barrier(); err != nil {
 		return nil, err
 	}
-	set := ram.WrittenBitmap()
-	var prevTook time.Duration
+	extents := planExtents(ram, ram.WrittenBitmap())
 	for pass := 1; ; pass++ {
-		start := time.Now()
-		if err := writePages(st, ram, set, maxBridgePages, progress); err != nil {
+		if err := writeExtents(st, ram, extents, progress); err != nil {
 			return nil, err
 		}
-		took := time.Since(start)
-		set = ram.TakeDirty()
+		set := ram.TakeDirty()
 		if err := memory.Barrier(); err != nil {
 			return nil, err
 		}
-		n := countPages(set)
-		if n <= precopyDonePages || pass >= precopyMaxPasses || (pass > 1 && took > prevTook/2) {
+		next := planExtents(ram, set)
+		w, wNext := passWork(extents), passWork(next)
+		if countPages(set) <= precopyDonePages || pass >= precopyMaxPasses ||
+			(pass == 1 && 4*wNext >= 3*w) || (pass > 1 && 2*wNext >= w) {
 			return set, nil
 		}
-		prevTook = took
+		extents = next
 	}
 }
 
-// writePages writes the given pages (one bit per page) from guest RAM to
-// their places in the RAM area at RAMAlign.
+// planExtents turns pages (one bit per page) into the extents writeExtents
+// writes.
 //
 // Pages the guest dirties between passes are scattered, and each write has
 // a fixed cost (a system call, the image's bookkeeping, the file system)
@@ -635,9 +636,13 @@ func PrecopyRAM(st Store, ram *memory.RAM, progress func(bytes int64)) ([]uint64
 // the stream already holds; a page the guest changes meanwhile is dirty
 // again and written later. Pages never written are not filled in, so they
 // stay holes.
-func writePages(st Store, ram *memory.RAM, pages []uint64, bridge int64, progress func(bytes int64)) error {
-	extents := extentsOf(pages, ram.Pages())
-	extents = bridgeGaps(extents, ram.WrittenBitmap(), bridge)
+func planExtents(ram *memory.RAM, pages []uint64) [][2]int64 {
+	return bridgeGaps(extentsOf(pages, ram.Pages()), ram.WrittenBitmap(), maxBridgePages)
+}
+
+// writeExtents writes extents of guest RAM (byte ranges) to their places
+// in the RAM area at RAMAlign.
+func writeExtents(st Store, ram *memory.RAM, extents [][2]int64, progress func(bytes int64)) error {
 	err := forEachExtent(extents, func(e [2]int64) error {
 		return st.WriteVMState(ram.Data[e[0]:e[1]], RAMAlign+e[0])
 	}, func(n int64) {
@@ -651,7 +656,17 @@ func writePages(st Store, ram *memory.RAM, pages []uint64, bridge int64, progres
 	return nil
 }
 
-// maxBridgePages is the longest gap between two extents that writePages
+// passWork is the cost of writing extents, in bytes: their length, plus
+// for each write as much as maxBridgePages pages, which cost about as much.
+func passWork(extents [][2]int64) int64 {
+	var n int64
+	for _, e := range extents {
+		n += e[1] - e[0] + maxBridgePages*memory.PageSize
+	}
+	return n
+}
+
+// maxBridgePages is the longest gap between two extents that planExtents
 // fills. On Linux a small buffered write into a file costs from a few to
 // tens of microseconds (ext4 walks the whole large page-cache folio it
 // lands in), a page copied within a large write well under one: rewriting
@@ -710,7 +725,7 @@ func FinishPrecopy(st Store, cfg Config, vmClockNs int64, sections []Section, ra
 	if RAMOffsetFor(int64(len(hdr))) != RAMAlign {
 		return CaptureState(cfg, vmClockNs, sections, ram, nil, nil)
 	}
-	if err := writePages(st, ram, pages, maxBridgePages, progress); err != nil {
+	if err := writeExtents(st, ram, planExtents(ram, pages), progress); err != nil {
 		return nil, err
 	}
 	return &Capture{header: hdr, ramSize: ram.Size()}, nil
