@@ -257,7 +257,7 @@ func (m *Manager) save(tag, vmstateNode string, disks []Disk, opt SaveOptions) e
 		pending = vmstate.MergePages(pending, ram.TakeDirty())
 		capture, err = vmstate.FinishPrecopy(store, m.VM.StateConfig(), clockNs, m.VM.Sections(), ram, pending, written)
 	} else {
-		capture, err = vmstate.CaptureState(m.VM.StateConfig(), clockNs, m.VM.Sections(), ram, staging, nil)
+		capture, err = vmstate.CaptureState(m.VM.StateConfig(), clockNs, m.VM.Sections(), ram, staging)
 	}
 	if err != nil {
 		return fmt.Errorf("Error while writing VM state: %v", err)

@@ -99,3 +99,47 @@ func TestPrecopyStopsAndFinishesWithTheGuestsRAM(t *testing.T) {
 		}
 	}
 }
+
+// A header that outgrows the layout the passes wrote RAM in (device state
+// past 2 MiB) moves the RAM area; the stream must still hold RAM as it is,
+// with none of the passes' bytes showing through pages never written.
+func TestFinishPrecopyWithAHeaderPastTheLayout(t *testing.T) {
+	if err := memory.Barrier(); err != nil {
+		t.Skipf("no membarrier: %v", err)
+	}
+	cfg := Config{Board: "virt", RAMBase: 0x80000000, RAMSize: 8 << 20}
+	ram := newRAM(t, cfg.RAMSize)
+	for p := uint64(0); p < ram.Pages(); p += 3 {
+		ram.WriteAt(bytes.Repeat([]byte{byte(p%250 + 1)}, memory.PageSize), ram.Base+p*memory.PageSize)
+	}
+	st := newMemStore()
+	pending, err := PrecopyRAM(st, ram, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	big := &counterSection{name: "big", ver: 1, words: make([]uint64, 300000)}
+	c, err := FinishPrecopy(st, cfg, 1, []Section{big}, ram, MergePages(pending, ram.TakeDirty()), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Release()
+	if err := c.WriteTo(st, nil); err != nil {
+		t.Fatal(err)
+	}
+	h, err := ReadHeader(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.RAMOffset == RAMAlign {
+		t.Fatalf("the header did not move the RAM area (offset %d)", h.RAMOffset)
+	}
+	ram2 := newRAM(t, cfg.RAMSize)
+	if err := LoadRAM(st, h, ram2, nil); err != nil {
+		t.Fatal(err)
+	}
+	for i := range ram.Data {
+		if ram.Data[i] != ram2.Data[i] {
+			t.Fatalf("loaded RAM differs first at byte %#x (page %d)", i, i/memory.PageSize)
+		}
+	}
+}

@@ -353,19 +353,18 @@ func (s *Staging) Release() {
 // CaptureState saves every section and copies the written RAM. The VM must
 // be paused. staging, if not nil, is used for the copy and belongs to the
 // capture afterwards. Release the capture when done with it.
-//
-// pages, if not nil, limits the copy to those pages (one bit per page): the
-// rest was already written by PrecopyRAM. When the header outgrows the
-// precopied layout every written page is copied instead.
-func CaptureState(cfg Config, vmClockNs int64, sections []Section, ram *memory.RAM, staging *Staging, pages []uint64) (*Capture, error) {
+func CaptureState(cfg Config, vmClockNs int64, sections []Section, ram *memory.RAM, staging *Staging) (*Capture, error) {
 	hdr, err := EncodeHeader(cfg, vmClockNs, sections)
 	if err != nil {
 		staging.Release()
 		return nil, err
 	}
-	if pages == nil || RAMOffsetFor(int64(len(hdr))) != RAMAlign {
-		pages = ram.WrittenBitmap()
-	}
+	return capture(hdr, ram, staging, ram.WrittenBitmap())
+}
+
+// capture builds a Capture of header hdr and a copy of the given pages (one
+// bit per page), into staging if it is large enough.
+func capture(hdr []byte, ram *memory.RAM, staging *Staging, pages []uint64) (*Capture, error) {
 	c := &Capture{header: hdr, extents: extentsOf(pages, ram.Pages()), ramSize: ram.Size()}
 	var n int64
 	for _, e := range c.extents {
@@ -464,7 +463,7 @@ func (c *Capture) WriteTo(st Store, progress Progress) error {
 // Save captures the state and writes it to st in one go. It returns the
 // stream size.
 func Save(st Store, cfg Config, vmClockNs int64, sections []Section, ram *memory.RAM, progress Progress) (int64, error) {
-	c, err := CaptureState(cfg, vmClockNs, sections, ram, nil, nil)
+	c, err := CaptureState(cfg, vmClockNs, sections, ram, nil)
 	if err != nil {
 		return 0, err
 	}
@@ -715,15 +714,21 @@ func allSet(bitmap []uint64, from, to uint64) bool {
 // fault in (under a hypervisor), and the save longer.
 //
 // When the header outgrows the precopied layout (a RAM area further than
-// RAMAlign), every written page is copied into the capture instead, as
-// CaptureState does.
+// RAMAlign), every page is copied into the capture instead.
 func FinishPrecopy(st Store, cfg Config, vmClockNs int64, sections []Section, ram *memory.RAM, pages []uint64, progress func(bytes int64)) (*Capture, error) {
 	hdr, err := EncodeHeader(cfg, vmClockNs, sections)
 	if err != nil {
 		return nil, err
 	}
 	if RAMOffsetFor(int64(len(hdr))) != RAMAlign {
-		return CaptureState(cfg, vmClockNs, sections, ram, nil, nil)
+		// The RAM area starts further than the passes wrote it: copy
+		// every page, written or not, so that no byte of theirs is left
+		// in what would otherwise be a hole of the new area.
+		all := make([]uint64, (ram.Pages()+63)/64)
+		for i := range all {
+			all[i] = ^uint64(0)
+		}
+		return capture(hdr, ram, nil, all)
 	}
 	if err := writeExtents(st, ram, planExtents(ram, pages), progress); err != nil {
 		return nil, err
