@@ -163,7 +163,11 @@ func (img *Image) releaseEntry(e uint64) {
 }
 
 // writeAt writes any guest range, the VM-state area included.
-func (img *Image) writeAt(p []byte, off int64) error {
+func (img *Image) writeAt(p []byte, off int64) error { return img.writeAtLater(p, off, nil) }
+
+// writeAtLater is writeAt; with later set, data going to clusters that may be written
+// outside the lock is appended to it instead of written (WriteVMState).
+func (img *Image) writeAtLater(p []byte, off int64, later *[]dataCopy) error {
 	tableSpan := int64(1) << (img.l2Bits + img.clusterBits)
 	for len(p) > 0 {
 		l1i := off >> (img.l2Bits + img.clusterBits)
@@ -172,7 +176,7 @@ func (img *Image) writeAt(p []byte, off int64) error {
 		if err != nil {
 			return err
 		}
-		if err := img.writeInTable(t, p[:n], off, nil); err != nil {
+		if err := img.writeInTable(t, p[:n], off, later); err != nil {
 			return err
 		}
 		p = p[n:]

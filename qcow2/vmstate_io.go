@@ -53,29 +53,22 @@ type dataCopy struct {
 // WriteVMState writes p at position pos of the vm-state area (through the active L1).
 // Concurrent calls for disjoint ranges run their data copies in parallel.
 func (img *Image) WriteVMState(p []byte, pos int64) error {
-	img.mu.Lock()
-	if err := img.writable(); err != nil {
-		img.mu.Unlock()
-		return err
-	}
-	off, err := img.checkVMState(pos, int64(len(p)))
-	if err != nil {
-		img.mu.Unlock()
-		return err
-	}
-	var later []dataCopy
-	if err := img.writeVMStateMeta(p, off, &later); err != nil || len(later) == 0 {
-		img.mu.Unlock()
-		return err
-	}
-	return img.copyUnlocked(later, img.writeData)
+	return img.vmStateIO(p, pos, img.writable, img.writeAtLater, img.writeData)
 }
 
 // ReadVMState reads p from position pos of the vm-state area; holes read as zeros.
 // Concurrent calls run their data copies in parallel.
 func (img *Image) ReadVMState(p []byte, pos int64) error {
+	return img.vmStateIO(p, pos, img.usable, img.readAtLater, img.readData)
+}
+
+// vmStateIO checks the image and the range under the lock, does the metadata part of
+// the transfer there (meta), and leaves the data copies it returns to copyUnlocked.
+func (img *Image) vmStateIO(p []byte, pos int64, ready func() error,
+	meta func(p []byte, off int64, later *[]dataCopy) error,
+	copy func(direct *os.File, w dataCopy) error) error {
 	img.mu.Lock()
-	if err := img.usable(); err != nil {
+	if err := ready(); err != nil {
 		img.mu.Unlock()
 		return err
 	}
@@ -85,11 +78,11 @@ func (img *Image) ReadVMState(p []byte, pos int64) error {
 		return err
 	}
 	var later []dataCopy
-	if err := img.readAtLater(p, off, &later); err != nil || len(later) == 0 {
+	if err := meta(p, off, &later); err != nil || len(later) == 0 {
 		img.mu.Unlock()
 		return err
 	}
-	return img.copyUnlocked(later, img.readData)
+	return img.copyUnlocked(later, copy)
 }
 
 // copyUnlocked runs copy over the data copies with mu released, counted in vmCopies so
@@ -201,26 +194,6 @@ func (img *Image) directFile() *os.File {
 	}
 	img.direct = d
 	return d
-}
-
-// writeVMStateMeta is writeAt for the vm-state area, leaving the data copies it can to
-// the caller (appended to later).
-func (img *Image) writeVMStateMeta(p []byte, off int64, later *[]dataCopy) error {
-	tableSpan := int64(1) << (img.l2Bits + img.clusterBits)
-	for len(p) > 0 {
-		l1i := off >> (img.l2Bits + img.clusterBits)
-		n := min(int64(len(p)), (l1i+1)*tableSpan-off)
-		t, err := img.l2ForWrite(l1i)
-		if err != nil {
-			return err
-		}
-		if err := img.writeInTable(t, p[:n], off, later); err != nil {
-			return err
-		}
-		p = p[n:]
-		off += n
-	}
-	return nil
 }
 
 // waitVMCopies returns, with mu held, once no WriteVMState or ReadVMState data copy is in
