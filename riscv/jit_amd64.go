@@ -556,6 +556,28 @@ func (b *blockGen) address(d *dinsn, pc uint64, size int, store bool) {
 	a.ALURM(true, x64.ADD, x64.RAX, x64.MI(rDTLB, x64.RDX, 8, tbl+offEntryAdd))
 }
 
+// What each translated operation maps to, by op.
+var (
+	jitCond = map[uint8]x64.Cond{
+		opBEQ: x64.CondE, opBNE: x64.CondNE, opBLT: x64.CondL, opBGE: x64.CondGE,
+		opBLTU: x64.CondB, opBGEU: x64.CondAE,
+		opSLT: x64.CondL, opSLTI: x64.CondL, opSLTU: x64.CondB, opSLTIU: x64.CondB,
+	}
+	jitALU = map[uint8]x64.ALU{
+		opADD: x64.ADD, opADDI: x64.ADD, opADDW: x64.ADD, opSUB: x64.SUB, opSUBW: x64.SUB,
+		opXOR: x64.XOR, opXORI: x64.XOR, opOR: x64.OR, opORI: x64.OR, opAND: x64.AND, opANDI: x64.AND,
+	}
+	jitShift = map[uint8]x64.Shift{
+		opSLL: x64.SHL, opSLLI: x64.SHL, opSLLW: x64.SHL, opSLLIW: x64.SHL,
+		opSRL: x64.SHR, opSRLI: x64.SHR, opSRLW: x64.SHR, opSRLIW: x64.SHR,
+		opSRA: x64.SAR, opSRAI: x64.SAR, opSRAW: x64.SAR, opSRAIW: x64.SAR,
+	}
+	jitAccessSize = map[uint8]int{
+		opLB: 1, opLBU: 1, opLH: 2, opLHU: 2, opLW: 4, opLWU: 4, opLD: 8,
+		opSB: 1, opSH: 2, opSW: 4, opSD: 8,
+	}
+)
+
 // insn emits one instruction and reports whether it ended the block.
 func (b *blockGen) insn(d *dinsn, pc, next uint64) bool {
 	a := b.a
@@ -599,33 +621,28 @@ func (b *blockGen) insn(d *dinsn, pc, next uint64) bool {
 		b.gotoRAX()
 		return true
 	case opBEQ, opBNE, opBLT, opBGE, opBLTU, opBGEU:
-		cond := map[uint8]x64.Cond{opBEQ: x64.CondE, opBNE: x64.CondNE, opBLT: x64.CondL,
-			opBGE: x64.CondGE, opBLTU: x64.CondB, opBGEU: x64.CondAE}[d.op]
 		b.loadReg(rax, d.rs1)
 		a.ALURR(true, x64.CMP, rax, b.use(d.rs2))
 		target := pc + uint64(int64(d.imm))
-		if b.loop && target == b.startPC {
-			taken := a.Jcc(cond)
-			b.done++
-			b.endBlock()
-			b.gotoPC(next)
-			a.PatchRel32(taken, a.Len())
-			b.backEdge()
-			return true
+		loopBack := b.loop && target == b.startPC
+		if !loopBack {
+			b.flushRegs() // MOVs only: the flags survive for the Jcc
 		}
-		b.flushRegs() // MOVs only: the flags survive for the Jcc
-		taken := a.Jcc(cond)
+		taken := a.Jcc(jitCond[d.op])
 		b.done++
 		b.endBlock()
 		b.gotoPC(next)
 		a.PatchRel32(taken, a.Len())
-		b.endBlock()
-		b.gotoPC(pc + uint64(int64(d.imm)))
+		if loopBack {
+			b.backEdge()
+		} else {
+			b.endBlock()
+			b.gotoPC(target)
+		}
 		return true
 
 	case opLB, opLBU, opLH, opLHU, opLW, opLWU, opLD:
-		size := map[uint8]int{opLB: 1, opLBU: 1, opLH: 2, opLHU: 2, opLW: 4, opLWU: 4, opLD: 8}[d.op]
-		b.address(d, pc, size, false)
+		b.address(d, pc, jitAccessSize[d.op], false)
 		switch d.op {
 		case opLB:
 			a.LoadSX8(rax, ram)
@@ -644,10 +661,9 @@ func (b *blockGen) insn(d *dinsn, pc, next uint64) bool {
 		}
 		b.storeReg(d.rd, rax)
 	case opSB, opSH, opSW, opSD:
-		size := map[uint8]int{opSB: 1, opSH: 2, opSW: 4, opSD: 8}[d.op]
-		b.address(d, pc, size, true)
+		b.address(d, pc, jitAccessSize[d.op], true)
 		v := b.use(d.rs2)
-		switch size {
+		switch jitAccessSize[d.op] {
 		case 1:
 			a.Store8(ram, v)
 		case 2:
@@ -660,7 +676,7 @@ func (b *blockGen) insn(d *dinsn, pc, next uint64) bool {
 		b.markDirty()
 
 	case opADDI, opXORI, opORI, opANDI:
-		op := map[uint8]x64.ALU{opADDI: x64.ADD, opXORI: x64.XOR, opORI: x64.OR, opANDI: x64.AND}[d.op]
+		op := jitALU[d.op]
 		b.loadReg(rax, d.rs1)
 		if d.imm != 0 || op == x64.AND {
 			a.ALUImm(true, op, rax, d.imm)
@@ -670,14 +686,14 @@ func (b *blockGen) insn(d *dinsn, pc, next uint64) bool {
 		b.loadReg(rcx, d.rs1)
 		a.ALURR(false, x64.XOR, rax, rax)
 		a.ALUImm(true, x64.CMP, rcx, d.imm)
-		a.Setcc(map[uint8]x64.Cond{opSLTI: x64.CondL, opSLTIU: x64.CondB}[d.op], rax)
+		a.Setcc(jitCond[d.op], rax)
 		b.storeReg(d.rd, rax)
 	case opSLLI, opSRLI, opSRAI:
 		b.loadReg(rax, d.rs1)
-		a.ShiftImm(true, map[uint8]x64.Shift{opSLLI: x64.SHL, opSRLI: x64.SHR, opSRAI: x64.SAR}[d.op], rax, uint8(d.imm&63))
+		a.ShiftImm(true, jitShift[d.op], rax, uint8(d.imm&63))
 		b.storeReg(d.rd, rax)
 	case opADD, opSUB, opXOR, opOR, opAND:
-		op := map[uint8]x64.ALU{opADD: x64.ADD, opSUB: x64.SUB, opXOR: x64.XOR, opOR: x64.OR, opAND: x64.AND}[d.op]
+		op := jitALU[d.op]
 		b.loadReg(rax, d.rs1)
 		a.ALURR(true, op, rax, b.use(d.rs2))
 		b.storeReg(d.rd, rax)
@@ -685,12 +701,11 @@ func (b *blockGen) insn(d *dinsn, pc, next uint64) bool {
 		b.loadReg(rcx, d.rs1)
 		a.ALURR(false, x64.XOR, rax, rax)
 		a.ALURR(true, x64.CMP, rcx, b.use(d.rs2))
-		a.Setcc(map[uint8]x64.Cond{opSLT: x64.CondL, opSLTU: x64.CondB}[d.op], rax)
+		a.Setcc(jitCond[d.op], rax)
 		b.storeReg(d.rd, rax)
 	case opSLL, opSRL, opSRA, opSLLW, opSRLW, opSRAW:
 		w := d.op == opSLL || d.op == opSRL || d.op == opSRA
-		sh := map[uint8]x64.Shift{opSLL: x64.SHL, opSRL: x64.SHR, opSRA: x64.SAR,
-			opSLLW: x64.SHL, opSRLW: x64.SHR, opSRAW: x64.SAR}[d.op]
+		sh := jitShift[d.op]
 		b.loadReg(rax, d.rs1)
 		b.loadReg(rcx, d.rs2)
 		a.ShiftCL(w, sh, rax)
@@ -707,12 +722,12 @@ func (b *blockGen) insn(d *dinsn, pc, next uint64) bool {
 		b.storeReg(d.rd, rax)
 	case opSLLIW, opSRLIW, opSRAIW:
 		b.loadReg(rax, d.rs1)
-		a.ShiftImm(false, map[uint8]x64.Shift{opSLLIW: x64.SHL, opSRLIW: x64.SHR, opSRAIW: x64.SAR}[d.op], rax, uint8(d.imm&31))
+		a.ShiftImm(false, jitShift[d.op], rax, uint8(d.imm&31))
 		a.Movsxd(rax, rax)
 		b.storeReg(d.rd, rax)
 	case opADDW, opSUBW:
 		b.loadReg(rax, d.rs1)
-		a.ALURR(false, map[uint8]x64.ALU{opADDW: x64.ADD, opSUBW: x64.SUB}[d.op], rax, b.use(d.rs2))
+		a.ALURR(false, jitALU[d.op], rax, b.use(d.rs2))
 		a.Movsxd(rax, rax)
 		b.storeReg(d.rd, rax)
 
